@@ -1,0 +1,43 @@
+# The two set-up commands: `make demo` and `make test`. Both create .venv when it is missing.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# pip's notes about optional local mirrors are noise, not errors.
+PIP_QUIET := { grep -v -e 'is neither a file nor a directory' -e '^$$' || true; }
+
+.PHONY: install demo test lint format clean bench
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip 2>&1 | $(PIP_QUIET)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e ".[dev]" 2>&1 | $(PIP_QUIET)
+	$(PY) -c "import airflow, ray, pyiceberg, ray_operators"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m ray_operators.demo $(DEMO_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint
+	# pytest exits 5 when it collects nothing: say so, and fail.
+	$(VENV)/bin/pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] && echo 'pytest collected no tests' >&2; exit $$rc; }
+
+bench: install
+	$(PY) bench/bench_overhead.py
+
+clean:
+	rm -rf .local build dist *.egg-info .pytest_cache .ruff_cache

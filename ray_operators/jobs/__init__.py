@@ -1,0 +1,1 @@
+"""Ray-side job code. Runs on the Ray cluster: never imports Airflow."""

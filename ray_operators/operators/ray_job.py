@@ -1,0 +1,346 @@
+"""Operator that runs one Ray job through the Ray Jobs API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, ResumableJobMixin
+from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
+
+from ray_operators._job_common import (
+    attempt_id,
+    build_result,
+    failure_message,
+    flush_log_tail,
+    is_result_line,
+    new_log_lines,
+    submission_base,
+)
+from ray_operators.hooks.ray import ACTIVE_STATES, TERMINAL_STATES, RayJobsError, RayJobsHook
+from ray_operators.links.ray import RAY_JOB_URL_XCOM_KEY, RayJobLink
+from ray_operators.triggers.ray_job import STOP_GRACE_SECONDS, RayJobTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: Extra time the triggerer gives a trigger past the job deadline before failing the task itself.
+DEFER_TIMEOUT_MARGIN = timedelta(seconds=120)
+
+
+class RayJobOperator(ResumableJobMixin, BaseOperator):
+    """
+    Run a Ray job through the Ray Jobs API, exactly once per task instance.
+
+    Every try of a task instance looks for its own jobs first (their submission ids derive from
+    dag id, task id, run id and map index): a PENDING or RUNNING job is reattached, a SUCCEEDED
+    one returns its result without running again, and only after FAILED or STOPPED is a new
+    attempt submitted (same prefix, next ``-aN`` suffix). Killing, marking failed or timing out
+    the task stops the Ray job, whether the task waits in a worker or deferred in the triggerer.
+
+    The driver log streams into the task log while the job runs. A job reports a small JSON
+    result with :func:`ray_operators.jobs.result.report_result`; the operator returns
+    ``{submission_id, status, dashboard_url, start_time, end_time, result}`` as its XCom value.
+
+    :param entrypoint: shell command the job driver runs (templated).
+    :param ray_conn_id: connection of type ``ray``.
+    :param runtime_env: Ray runtime environment (``working_dir``, ``py_modules``, ``pip``,
+        ``env_vars``...) (templated). Secrets do not belong here: the dashboard shows it.
+    :param entrypoint_num_cpus: CPUs reserved for the driver (templated).
+    :param entrypoint_num_gpus: GPUs reserved for the driver (templated).
+    :param entrypoint_memory: memory in bytes reserved for the driver (templated).
+    :param entrypoint_resources: custom resources reserved for the driver (templated).
+    :param metadata: string metadata attached to the job, next to the Airflow identity (templated).
+    :param deferrable: wait in the triggerer instead of holding a worker slot (default True).
+    :param wait_for_completion: wait for the job to finish (default True); when False the task
+        returns right after submission with the job's current status.
+    :param poll_interval: seconds between status polls (default 2).
+    :param job_timeout: longest run time of the job (seconds or timedelta, counted from the job's
+        start); when passed, the job is stopped and the task fails. None means no limit.
+    :param stream_logs: copy the driver log into the task log (default True).
+    """
+
+    template_fields: Sequence[str] = (
+        "entrypoint",
+        "runtime_env",
+        "entrypoint_num_cpus",
+        "entrypoint_num_gpus",
+        "entrypoint_memory",
+        "entrypoint_resources",
+        "metadata",
+    )
+    template_fields_renderers = {
+        "entrypoint": "bash",
+        "runtime_env": "json",
+        "entrypoint_resources": "json",
+        "metadata": "json",
+    }
+    operator_extra_links = (RayJobLink(),)
+    ui_color = "#e5f0ff"
+    external_id_key = "ray_submission_id"
+
+    def __init__(
+        self,
+        *,
+        entrypoint: str,
+        ray_conn_id: str = RayJobsHook.default_conn_name,
+        runtime_env: dict[str, Any] | None = None,
+        entrypoint_num_cpus: float | str | None = None,
+        entrypoint_num_gpus: float | str | None = None,
+        entrypoint_memory: int | str | None = None,
+        entrypoint_resources: dict[str, float] | None = None,
+        metadata: dict[str, str] | None = None,
+        deferrable: bool = True,
+        wait_for_completion: bool = True,
+        poll_interval: float = 2.0,
+        job_timeout: float | timedelta | None = None,
+        stream_logs: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.entrypoint = entrypoint
+        self.ray_conn_id = ray_conn_id
+        self.runtime_env = runtime_env
+        self.entrypoint_num_cpus = entrypoint_num_cpus
+        self.entrypoint_num_gpus = entrypoint_num_gpus
+        self.entrypoint_memory = entrypoint_memory
+        self.entrypoint_resources = entrypoint_resources
+        self.metadata = metadata
+        self.deferrable = deferrable
+        self.wait_for_completion = wait_for_completion
+        if poll_interval <= 0:
+            raise ValueError(f"{self.task_id}: poll_interval must be positive, got {poll_interval}")
+        self.poll_interval = poll_interval
+        if isinstance(job_timeout, timedelta):
+            job_timeout = job_timeout.total_seconds()
+        if job_timeout is not None and job_timeout <= 0:
+            raise ValueError(f"{self.task_id}: job_timeout must be positive, got {job_timeout}")
+        self.job_timeout = job_timeout
+        self.stream_logs = stream_logs
+        self._submission_id: str | None = None
+        self._log_offset = 0
+        self._final: dict[str, Any] | None = None
+
+    @cached_property
+    def hook(self) -> RayJobsHook:
+        return RayJobsHook(ray_conn_id=self.ray_conn_id)
+
+    # ---- entry points ----------------------------------------------------------------------
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        return self.execute_resumable(context)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger fired: report the outcome of the job."""
+        self._submission_id = submission_id = event["submission_id"]
+        self._log_offset = int(event.get("log_offset") or 0)
+        if event.get("error"):
+            raise AirflowException(f"Lost track of Ray job {submission_id}: {event['error']}")
+        if event.get("timed_out"):
+            raise AirflowTaskTimeout(
+                f"Ray job {submission_id} ran past job_timeout={self.job_timeout}s; it was stopped "
+                f"(status {event.get('status')})"
+            )
+        return self._finish(submission_id, context)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context):
+        # "__fail__" means the triggerer gave up on the trigger (its timeout): the job must not
+        # outlive the task.
+        if next_method == "__fail__" and next_kwargs and (sid := self._stored_submission_id(context)):
+            self._stop_quietly(sid, "the trigger timed out")
+        return super().resume_execution(next_method, next_kwargs, context)
+
+    def on_kill(self) -> None:
+        """Task killed, marked failed or timed out in the worker: stop the Ray job."""
+        if self._submission_id:
+            self._stop_quietly(self._submission_id, "the task was killed")
+
+    # ---- ResumableJobMixin -----------------------------------------------------------------
+
+    def submit_job(self, context: Context) -> str:
+        """Find this task instance's live or finished job, or submit the next attempt."""
+        base = self._submission_base(context)
+        latest, info = self._latest_attempt(base)
+        if info is not None and info["status"] in ACTIVE_STATES | {"SUCCEEDED"}:
+            self.log.info(
+                "Found Ray job %s (%s): reattaching, not resubmitting", info["submission_id"], info["status"]
+            )
+            return str(info["submission_id"])
+        submission_id = attempt_id(base, latest + 1)
+        if info is not None:
+            self.log.info(
+                "Previous Ray job %s ended %s: submitting %s",
+                info["submission_id"],
+                info["status"],
+                submission_id,
+            )
+        try:
+            self.hook.submit_job(
+                entrypoint=self.entrypoint,
+                submission_id=submission_id,
+                runtime_env=self.runtime_env,
+                metadata=self._job_metadata(context, latest + 1),
+                entrypoint_num_cpus=_num(self.entrypoint_num_cpus),
+                entrypoint_num_gpus=_num(self.entrypoint_num_gpus),
+                entrypoint_memory=int(self.entrypoint_memory) if self.entrypoint_memory is not None else None,
+                entrypoint_resources=self.entrypoint_resources,
+            )
+        except RayJobsError as err:
+            # Another try of this task instance won the race for this id: wait for its job instead.
+            if "already exists" not in str(err) or self.hook.get_job_info(submission_id) is None:
+                raise
+            self.log.info("Ray job %s was submitted concurrently: reattaching", submission_id)
+        self.log.info("Submitted Ray job %s: %s", submission_id, self.hook.job_url(submission_id))
+        return submission_id
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        info = self.hook.get_job_info(str(external_id))
+        return info["status"] if info else "MISSING"
+
+    def is_job_active(self, status: str) -> bool:
+        return status in ACTIVE_STATES
+
+    def is_job_succeeded(self, status: str) -> bool:
+        return status == "SUCCEEDED"
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> dict[str, Any]:
+        submission_id = self._submission_id = str(external_id)
+        context["ti"].xcom_push(key=RAY_JOB_URL_XCOM_KEY, value=self.hook.job_url(submission_id))
+        info = self.hook.get_job_info(submission_id)
+        if info is None:
+            raise AirflowException(f"Ray job {submission_id} vanished right after submission")
+        if not self.wait_for_completion:
+            self._final = build_result(info, "", self.hook.job_url(submission_id))
+            return self._final
+        deadline = self._deadline(info)
+        if self.deferrable and info["status"] not in TERMINAL_STATES:
+            timeout = None
+            if deadline is not None:
+                timeout = timedelta(seconds=max(deadline - time.time(), 0)) + DEFER_TIMEOUT_MARGIN
+            self.defer(
+                trigger=RayJobTrigger(
+                    submission_id=submission_id,
+                    ray_conn_id=self.ray_conn_id,
+                    poll_interval=self.poll_interval,
+                    log_offset=self._log_offset,
+                    deadline=deadline,
+                    stream_logs=self.stream_logs,
+                ),
+                method_name="execute_complete",
+                timeout=timeout,
+            )
+        while info["status"] not in TERMINAL_STATES:
+            self._stream_logs(submission_id)
+            if deadline is not None and time.time() >= deadline:
+                status = self._stop_and_wait(submission_id)
+                raise AirflowTaskTimeout(
+                    f"Ray job {submission_id} ran past job_timeout={self.job_timeout}s; it was stopped "
+                    f"(status {status})"
+                )
+            time.sleep(self.poll_interval)
+            info = self.hook.get_job_info(submission_id) or {"status": "MISSING"}
+            if info["status"] == "MISSING":
+                raise AirflowException(f"Ray job {submission_id} disappeared from the cluster")
+        return self._finish(submission_id, context)
+
+    def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
+        if self._final is not None and self._final["submission_id"] == str(external_id):
+            return self._final
+        self._submission_id = str(external_id)
+        context["ti"].xcom_push(key=RAY_JOB_URL_XCOM_KEY, value=self.hook.job_url(self._submission_id))
+        return self._finish(self._submission_id, context)
+
+    # ---- internals -------------------------------------------------------------------------
+
+    def _finish(self, submission_id: str, context: Context) -> dict[str, Any]:
+        info = self.hook.get_job_info(submission_id)
+        if info is None:
+            raise AirflowException(f"Ray job {submission_id} disappeared from the cluster")
+        logs = self.hook.get_job_logs(submission_id)
+        if self.stream_logs:
+            self._emit(*flush_log_tail(logs, self._log_offset))
+        if info["status"] != "SUCCEEDED":
+            raise AirflowException(failure_message(info, logs))
+        self._final = build_result(info, logs, self.hook.job_url(submission_id))
+        self.log.info("Ray job %s succeeded; result: %s", submission_id, self._final["result"])
+        return self._final
+
+    def _stream_logs(self, submission_id: str) -> None:
+        if self.stream_logs:
+            self._emit(*new_log_lines(self.hook.get_job_logs(submission_id), self._log_offset))
+
+    def _emit(self, lines: list[str], offset: int) -> None:
+        for line in lines:
+            if line.strip() and not is_result_line(line):
+                self.log.info("[ray] %s", line)
+        self._log_offset = offset
+
+    def _stop_and_wait(self, submission_id: str) -> str | None:
+        self.log.warning("Ray job %s passed job_timeout=%ss: stopping it", submission_id, self.job_timeout)
+        self.hook.stop_job(submission_id)
+        give_up = time.monotonic() + STOP_GRACE_SECONDS
+        status = None
+        while time.monotonic() < give_up:
+            info = self.hook.get_job_info(submission_id)
+            status = info["status"] if info else None
+            if status in TERMINAL_STATES:
+                break
+            time.sleep(0.5)
+        self._stream_logs(submission_id)
+        return status
+
+    def _stop_quietly(self, submission_id: str, why: str) -> None:
+        try:
+            info = self.hook.get_job_info(submission_id)
+            if info and info["status"] in ACTIVE_STATES:
+                self.log.warning("Stopping Ray job %s because %s", submission_id, why)
+                self.hook.stop_job(submission_id)
+        except Exception as err:
+            self.log.error("Could not stop Ray job %s: %s", submission_id, err)
+
+    def _stored_submission_id(self, context: Context) -> str | None:
+        store = context.get("task_state_store")
+        try:
+            value = store.get(self.external_id_key) if store is not None else None
+        except Exception:
+            value = None
+        return str(value) if value else self._submission_id
+
+    def _deadline(self, info: dict[str, Any]) -> float | None:
+        if self.job_timeout is None:
+            return None
+        started = info.get("start_time")
+        start = started / 1000.0 if started else time.time()
+        return start + float(self.job_timeout)
+
+    def _submission_base(self, context: Context) -> str:
+        ti = context["ti"]
+        return submission_base(ti.dag_id, ti.task_id, ti.run_id, ti.map_index)
+
+    def _latest_attempt(self, base: str) -> tuple[int, dict[str, Any] | None]:
+        attempt, info = 0, None
+        while (found := self.hook.get_job_info(attempt_id(base, attempt + 1))) is not None:
+            attempt, info = attempt + 1, found
+        return attempt, info
+
+    def _job_metadata(self, context: Context, attempt: int) -> dict[str, str]:
+        ti = context["ti"]
+        metadata = {str(k): str(v) for k, v in (self.metadata or {}).items()}
+        metadata.update(
+            {
+                "airflow_dag_id": ti.dag_id,
+                "airflow_task_id": ti.task_id,
+                "airflow_run_id": ti.run_id,
+                "airflow_map_index": str(ti.map_index),
+                "airflow_try_number": str(ti.try_number),
+                "airflow_attempt": str(attempt),
+            }
+        )
+        return metadata
+
+
+def _num(value: float | str | None) -> float | None:
+    return float(value) if value not in (None, "") else None

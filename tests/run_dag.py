@@ -1,0 +1,15 @@
+"""Child-process entry point for tests: ``python run_dag.py DAG_ID LOGICAL_DATE``."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.airflow_helpers import run_dag
+
+if __name__ == "__main__":
+    run = run_dag(sys.argv[1], datetime.fromisoformat(sys.argv[2]))
+    print(f"DAG RUN STATE {run.state}", flush=True)
