@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ray_operators import __version__
+
+#: The ray connection form in the Airflow UI (also returned by RayJobsHook.get_ui_field_behaviour).
+RAY_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["login"],
+    "relabeling": {
+        "host": "Ray dashboard host (or full URL)",
+        "port": "Ray dashboard port",
+        "schema": "Scheme (http or https)",
+        "password": "Ray auth token",
+    },
+    "placeholders": {
+        "host": "127.0.0.1",
+        "port": "8265",
+        "schema": "http",
+        "password": "output of `ray get-auth-token`",
+        "extra": json.dumps(
+            {
+                "auth_header": "authorization",
+                "headers": {},
+                "cookies": {},
+                "metadata": {"team": "ml"},
+                "verify": True,
+                "dashboard_url": "https://ray.example.com",
+            }
+        ),
+    },
+}
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -24,7 +52,12 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [{"integration-name": "Ray", "python-modules": ["ray_operators.hooks.ray"]}],
         "triggers": [{"integration-name": "Ray", "python-modules": ["ray_operators.triggers.ray_job"]}],
         "connection-types": [
-            {"hook-class-name": "ray_operators.hooks.ray.RayJobsHook", "connection-type": "ray"}
+            {
+                "hook-class-name": "ray_operators.hooks.ray.RayJobsHook",
+                "hook-name": "Ray",
+                "connection-type": "ray",
+                "ui-field-behaviour": RAY_UI_FIELD_BEHAVIOUR,
+            }
         ],
         "extra-links": ["ray_operators.links.ray.RayJobLink"],
     }

@@ -27,6 +27,8 @@ from urllib.parse import quote
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowException
 
+from ray_operators.get_provider_info import RAY_UI_FIELD_BEHAVIOUR
+
 if TYPE_CHECKING:
     import aiohttp
     from airflow.models import Connection
@@ -190,30 +192,11 @@ class RayJobsHook(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Labels and placeholders of the connection form in the Airflow UI."""
+        behaviour = RAY_UI_FIELD_BEHAVIOUR
         return {
-            "hidden_fields": ["login"],
-            "relabeling": {
-                "host": "Ray dashboard host (or full URL)",
-                "port": "Ray dashboard port",
-                "schema": "Scheme (http or https)",
-                "password": "Ray auth token",
-            },
-            "placeholders": {
-                "host": "127.0.0.1",
-                "port": "8265",
-                "schema": "http",
-                "password": "output of `ray get-auth-token`",
-                "extra": json.dumps(
-                    {
-                        "auth_header": "authorization",
-                        "headers": {},
-                        "cookies": {},
-                        "metadata": {"team": "ml"},
-                        "verify": True,
-                        "dashboard_url": "https://ray.example.com",
-                    }
-                ),
-            },
+            "hidden_fields": list(behaviour["hidden-fields"]),
+            "relabeling": dict(behaviour["relabeling"]),
+            "placeholders": dict(behaviour["placeholders"]),
         }
 
     @cached_property

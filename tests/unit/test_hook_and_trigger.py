@@ -1,0 +1,237 @@
+"""RayJobsHook and RayJobTrigger on error paths, against a scripted fake dashboard."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import re
+import time
+
+import pytest
+
+from ray_operators.hooks.ray import RayAuthError, RayConnectionConfig, RayJobsError, RayJobsHook
+from ray_operators.triggers.ray_job import MAX_CONSECUTIVE_ERRORS, RayJobTrigger
+from tests.unit.fake_ray import FakeRayDashboard, job
+
+TOKEN = "s3cret-token-value-42"
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    with FakeRayDashboard() as dashboard:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_FAKE_RAY",
+            json.dumps({"conn_type": "ray", "host": "127.0.0.1", "port": dashboard.port, "password": TOKEN}),
+        )
+        yield dashboard
+
+
+def _conn(monkeypatch, conn_id: str, **fields) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "ray", **fields}))
+
+
+def test_token_goes_in_authorization_header_by_default(fake):
+    fake.on("GET", "/api/jobs/j", (200, job("RUNNING", "j")))
+    assert RayJobsHook("fake_ray").get_job_info("j")["status"] == "RUNNING"
+    headers = fake.requests[-1]["headers"]
+    assert headers["Authorization"] == f"Bearer {TOKEN}"
+    assert "X-Ray-Authorization" not in headers
+
+
+def test_proxy_mode_sends_x_ray_authorization_and_extra_headers_and_cookies(fake, monkeypatch):
+    _conn(
+        monkeypatch,
+        "proxied_ray",
+        host=f"http://127.0.0.1:{fake.port}",
+        password=TOKEN,
+        extra={
+            "auth_header": "x-ray-authorization",
+            "headers": {"Authorization": "Basic proxy-creds"},
+            "cookies": {"session": "abc"},
+        },
+    )
+    fake.on("GET", "/api/jobs/j", (200, job("RUNNING", "j")))
+    RayJobsHook("proxied_ray").get_job_info("j")
+    headers = fake.requests[-1]["headers"]
+    assert headers["X-Ray-Authorization"] == f"Bearer {TOKEN}"
+    assert headers["Authorization"] == "Basic proxy-creds"
+    assert "session=abc" in headers["Cookie"]
+
+
+def test_config_hides_secrets_and_builds_dashboard_links(monkeypatch):
+    _conn(
+        monkeypatch,
+        "cfg_ray",
+        host="ray.internal",
+        port=8265,
+        schema="https",
+        password=TOKEN,
+        extra={"dashboard_url": "https://ray.example.com/", "metadata": {"team": "ml"}, "verify": "false"},
+    )
+    config = RayJobsHook("cfg_ray").config
+    assert config.base_url == "https://ray.internal:8265"
+    assert config.verify is False
+    assert config.metadata == {"team": "ml"}
+    assert TOKEN not in repr(config)
+    assert config.scrub(f"boom {TOKEN} boom") == "boom *** boom"
+    assert config.job_url("a b") == "https://ray.example.com/#/jobs/a%20b"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"host": ""}, "host is empty"),
+        ({"host": "h", "schema": "ftp"}, "schema must be 'http' or 'https'"),
+        ({"host": "h", "extra": {"headers": "{not json"}}, "extra.headers is not valid JSON"),
+        ({"host": "h", "extra": {"cookies": [1]}}, "extra.cookies must be a JSON object"),
+        ({"host": "h", "extra": {"auth_header": "x-token"}}, "extra.auth_header must be one of"),
+    ],
+)
+def test_bad_connection_fields_name_the_connection_and_field(monkeypatch, fields, message):
+    _conn(monkeypatch, "broken_ray", **fields)
+    with pytest.raises(RayJobsError, match=message) as err:
+        _ = RayJobsHook("broken_ray").config
+    assert "'broken_ray'" in str(err.value)
+
+
+def test_server_error_is_one_line_without_secrets(fake):
+    fake.on("GET", "/api/jobs/j", (500, f"Traceback...\nValueError: bad thing near {TOKEN}\n"))
+    with pytest.raises(RayJobsError) as err:
+        RayJobsHook("fake_ray").get_job_info("j")
+    text = str(err.value)
+    assert "HTTP 500" in text and "ValueError: bad thing" in text
+    assert TOKEN not in text and "\n" not in text
+
+
+@pytest.mark.parametrize(("status", "words"), [(401, "no auth token was sent"), (403, "wrong or expired")])
+def test_auth_failures_say_what_is_wrong(fake, status, words):
+    fake.on("GET", "/api/jobs/j", (status, "Unauthorized"))
+    with pytest.raises(RayAuthError, match=words):
+        RayJobsHook("fake_ray").get_job_info("j")
+
+
+def test_unreachable_cluster_is_a_clear_error(monkeypatch):
+    from ray_operators.embedded import free_port
+
+    _conn(monkeypatch, "gone_ray", host="127.0.0.1", port=free_port(), password=TOKEN)
+    with pytest.raises(RayJobsError, match="Cannot reach the Ray Jobs API"):
+        RayJobsHook("gone_ray").get_job_info("j")
+    ok, message = RayJobsHook("gone_ray").test_connection()
+    assert not ok and "Cannot reach" in message and TOKEN not in message
+
+
+def test_missing_job_is_none_not_an_error(fake):
+    fake.on("GET", "/api/jobs/nope", (404, "Job nope does not exist"))
+    assert RayJobsHook("fake_ray").get_job_info("nope") is None
+
+
+# ---- trigger ---------------------------------------------------------------------------------
+
+
+def test_trigger_serialize_round_trip_is_json_safe():
+    trigger = RayJobTrigger(
+        submission_id="s-a1", ray_conn_id="r", poll_interval=3, log_offset=42, deadline=1.5, stream_logs=False
+    )
+    classpath, kwargs = trigger.serialize()
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    module, name = classpath.rsplit(".", 1)
+    clone = getattr(importlib.import_module(module), name)(**kwargs)
+    assert clone.serialize() == (classpath, kwargs)
+    assert TOKEN not in json.dumps(kwargs)
+
+
+async def _events(trigger: RayJobTrigger) -> list[dict]:
+    return [event.payload async for event in trigger.run()]
+
+
+def test_trigger_rides_out_transient_errors_and_streams_each_line_once(fake, capfd):
+    fake.on(
+        "GET",
+        "/api/jobs/j",
+        (500, "dashboard restarting"),
+        (500, "dashboard restarting"),
+        (200, job("RUNNING", "j")),
+        (200, job("RUNNING", "j")),
+        (200, job("SUCCEEDED", "j")),
+    )
+    fake.on(
+        "GET",
+        "/api/jobs/j/logs",
+        (200, {"logs": "one\ntw"}),
+        (200, {"logs": "one\ntwo\nthr"}),
+        (200, {"logs": "one\ntwo\nthree"}),
+    )
+    events = asyncio.run(
+        _events(RayJobTrigger(submission_id="j", ray_conn_id="fake_ray", poll_interval=0.01))
+    )
+    assert events == [
+        {
+            "status": "SUCCEEDED",
+            "submission_id": "j",
+            "log_offset": len("one\ntwo\nthree"),
+            "timed_out": False,
+            "error": None,
+        }
+    ]
+    # Airflow's structlog writes task and trigger logs to the console here.
+    streamed = re.findall(r"\[ray\] (\w+)", capfd.readouterr().out)
+    assert streamed == ["one", "two", "three"]
+
+
+def test_trigger_gives_up_after_too_many_consecutive_errors(fake):
+    fake.on("GET", "/api/jobs/j", (502, "bad gateway"))
+    (event,) = asyncio.run(
+        _events(RayJobTrigger(submission_id="j", ray_conn_id="fake_ray", poll_interval=0.001))
+    )
+    assert event["status"] is None and "HTTP 502" in event["error"]
+    assert len([r for r in fake.requests if r["path"] == "/api/jobs/j"]) == MAX_CONSECUTIVE_ERRORS
+
+
+def test_trigger_fails_fast_on_auth_error(fake):
+    fake.on("GET", "/api/jobs/j", (403, "Forbidden"))
+    (event,) = asyncio.run(
+        _events(RayJobTrigger(submission_id="j", ray_conn_id="fake_ray", poll_interval=0.01))
+    )
+    assert "wrong or expired" in event["error"]
+    assert len(fake.requests) == 1
+
+
+def test_trigger_stops_the_job_at_its_deadline(fake):
+    fake.on(
+        "GET",
+        "/api/jobs/j",
+        (200, job("RUNNING", "j")),
+        (200, job("RUNNING", "j")),
+        (200, job("STOPPED", "j")),
+    )
+    fake.on("GET", "/api/jobs/j/logs", (200, {"logs": "working\n"}))
+    fake.on("POST", "/api/jobs/j/stop", (200, {"stopped": True}))
+    trigger = RayJobTrigger(
+        submission_id="j", ray_conn_id="fake_ray", poll_interval=0.01, deadline=time.time() - 1
+    )
+    (event,) = asyncio.run(_events(trigger))
+    assert event["timed_out"] is True and event["status"] == "STOPPED"
+    assert ("POST", "/api/jobs/j/stop") in {(r["method"], r["path"]) for r in fake.requests}
+
+
+def test_trigger_cleanup_never_stops_and_on_kill_stops_only_active_jobs(fake):
+    fake.on("GET", "/api/jobs/j", (200, job("RUNNING", "j")))
+    fake.on("POST", "/api/jobs/j/stop", (200, {"stopped": True}))
+    trigger = RayJobTrigger(submission_id="j", ray_conn_id="fake_ray")
+    asyncio.run(trigger.cleanup())
+    assert not any(r["method"] == "POST" for r in fake.requests)
+    asyncio.run(trigger.on_kill())
+    assert [r["path"] for r in fake.requests if r["method"] == "POST"] == ["/api/jobs/j/stop"]
+    fake.on("GET", "/api/jobs/j", (200, job("SUCCEEDED", "j")))
+    asyncio.run(trigger.on_kill())
+    assert len([r for r in fake.requests if r["method"] == "POST"]) == 1
+
+
+def test_connection_config_from_connection_object():
+    from airflow.models import Connection
+
+    conn = Connection(conn_id="c", conn_type="ray", host="https://ray.example.com/prefix/", password=TOKEN)
+    config = RayConnectionConfig.from_connection(conn)
+    assert config.base_url == "https://ray.example.com/prefix"
+    assert config.request_headers() == {"Authorization": f"Bearer {TOKEN}"}

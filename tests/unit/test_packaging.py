@@ -1,0 +1,84 @@
+"""The provider is registered with Airflow, the plugin loads, and the import boundaries hold."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HEAVY = {"ray", "pyiceberg", "pyarrow", "torch", "pandas", "numpy", "pyspark"}
+
+
+def test_provider_entry_point_registers_ray_connection_hook_and_link():
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert "airflow-provider-ray-lakehouse" in manager.providers
+    hook = manager.hooks["ray"]
+    assert hook.hook_class_name == "ray_operators.hooks.ray.RayJobsHook"
+    assert hook.connection_testable
+    behaviour = manager.field_behaviours["ray"]
+    assert behaviour["relabeling"]["password"] == "Ray auth token"
+    assert "ray_operators.links.ray.RayJobLink" in manager.extra_links_class_names
+    # We reuse the Iceberg provider's connection type instead of defining a second one.
+    assert manager.hooks["iceberg"].hook_class_name.startswith("airflow.providers.apache.iceberg")
+
+
+def test_plugin_registers_the_ray_job_extra_link():
+    from airflow import plugins_manager
+
+    names = {plugin["name"]: plugin for plugin in plugins_manager.get_plugin_info()}
+    assert "ray_lakehouse" in names, names.keys()
+    links = plugins_manager.get_operator_extra_links()
+    assert any("RayJobLink" in str(link) for link in links)
+
+
+def test_operator_template_fields_and_link():
+    from ray_operators.operators.ray_job import RayJobOperator
+
+    assert set(RayJobOperator.template_fields) == {
+        "entrypoint",
+        "runtime_env",
+        "entrypoint_num_cpus",
+        "entrypoint_num_gpus",
+        "entrypoint_memory",
+        "entrypoint_resources",
+        "metadata",
+    }
+    assert [link.name for link in RayJobOperator.operator_extra_links] == ["Ray Job"]
+
+
+def test_airflow_side_modules_import_no_heavy_packages():
+    modules = [
+        "ray_operators.hooks.ray",
+        "ray_operators.operators.ray_job",
+        "ray_operators.triggers.ray_job",
+        "ray_operators.links.ray",
+        "ray_operators.get_provider_info",
+    ]
+    code = (
+        "import json, sys\n"
+        + "".join(f"import {m}\n" for m in modules)
+        + f"print(json.dumps(sorted(m for m in {sorted(HEAVY)!r} if m in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_ray_side_job_code_never_imports_airflow():
+    for path in (REPO / "ray_operators" / "jobs").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert not name.startswith("airflow"), f"{path}: imports {name}"
+                # Ray-side code may share only modules that are themselves Airflow-free.
+                if name.startswith("ray_operators") and not name.startswith("ray_operators.jobs"):
+                    raise AssertionError(f"{path}: imports {name} from the Airflow side")
