@@ -1,0 +1,210 @@
+"""Which Iceberg snapshots are new since a cursor: the one piece of logic every watcher shares.
+
+Works on pyiceberg ``TableMetadata`` objects passed in (pyiceberg is never imported here), so the
+trigger, the sensor's poke mode and tests all use the same code.
+
+Snapshot ids are random 64-bit numbers: order comes from the parent chain and sequence numbers,
+never from comparing ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_OPERATIONS = ("append", "overwrite", "delete")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """The last branch head a watcher has accounted for. ``snapshot_id=None``: the empty table."""
+
+    snapshot_id: int | None
+    sequence_number: int = 0
+    timestamp_ms: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "snapshot_id": self.snapshot_id,
+            "sequence_number": self.sequence_number,
+            "timestamp_ms": self.timestamp_ms,
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any] | None) -> Cursor | None:
+        if value is None:
+            return None
+        sid = value.get("snapshot_id")
+        return cls(
+            snapshot_id=int(sid) if sid is not None else None,
+            sequence_number=int(value.get("sequence_number") or 0),
+            timestamp_ms=int(value.get("timestamp_ms") or 0),
+        )
+
+
+EMPTY = Cursor(None)
+
+
+@dataclass(frozen=True)
+class SnapshotFilter:
+    """Which commits count as new data.
+
+    :param operations: snapshot operations that qualify (``replace``, i.e. compaction, is left out
+        by default).
+    :param ignore_summary: skip commits whose summary contains all these key/value pairs (for
+        example the run identity a DAG writes, so it does not trigger itself).
+    :param min_added_records: skip commits that added fewer records.
+    """
+
+    operations: tuple[str, ...] = DEFAULT_OPERATIONS
+    ignore_summary: Mapping[str, str] = field(default_factory=dict)
+    min_added_records: int = 0
+
+    def accepts(self, snap: Mapping[str, Any]) -> bool:
+        if snap["operation"] not in self.operations:
+            return False
+        if self.ignore_summary and all(
+            snap["summary"].get(k) == str(v) for k, v in self.ignore_summary.items()
+        ):
+            return False
+        return snap["added_records"] >= self.min_added_records
+
+
+@dataclass
+class Delta:
+    """What changed on a branch since a cursor."""
+
+    previous: Cursor | None
+    head: Cursor
+    snapshots: list[dict[str, Any]]
+    skipped: list[dict[str, Any]]
+    rollback: bool = False
+    history_gap: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return self.previous != self.head
+
+    def payload(self, table: str, branch: str) -> dict[str, Any]:
+        """The JSON event payload."""
+        return {
+            "table": table,
+            "branch": branch,
+            "kind": "rollback" if self.rollback else "snapshots",
+            "previous_head": self.previous.to_json() if self.previous else None,
+            "new_head": self.head.to_json(),
+            "snapshots": self.snapshots,
+            "snapshot_ids": [s["snapshot_id"] for s in self.snapshots],
+            "skipped_snapshot_ids": [s["snapshot_id"] for s in self.skipped],
+            "history_gap": self.history_gap,
+        }
+
+
+def describe(snapshot: Any) -> dict[str, Any]:
+    """A pyiceberg ``Snapshot`` as the JSON-safe dict events carry."""
+    summary = snapshot.summary
+    props = {str(k): str(v) for k, v in dict(getattr(summary, "additional_properties", {}) or {}).items()}
+    operation = getattr(summary, "operation", None)
+    operation = str(getattr(operation, "value", operation) or "unknown")
+    return {
+        "snapshot_id": int(snapshot.snapshot_id),
+        "parent_id": int(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id is not None else None,
+        "sequence_number": int(snapshot.sequence_number or 0),
+        "timestamp_ms": int(snapshot.timestamp_ms),
+        "operation": operation,
+        "added_records": int(props.get("added-records", 0)),
+        "deleted_records": int(props.get("deleted-records", 0)),
+        "summary": props,
+    }
+
+
+def head_of(metadata: Any, branch: str) -> Any | None:
+    """The snapshot a branch (or tag) points at, or None when it points at nothing yet."""
+    ref = metadata.refs.get(branch)
+    if ref is None:
+        return None
+    return _by_id(metadata).get(ref.snapshot_id)
+
+
+def cursor_at(snapshot: Any | None) -> Cursor:
+    if snapshot is None:
+        return EMPTY
+    return Cursor(int(snapshot.snapshot_id), int(snapshot.sequence_number or 0), int(snapshot.timestamp_ms))
+
+
+def _by_id(metadata: Any) -> dict[int, Any]:
+    return {snap.snapshot_id: snap for snap in metadata.snapshots}
+
+
+def _order_key(cursor_or_snap: Any) -> tuple[int, int]:
+    # Sequence numbers order v2 tables; v1 tables have none, so timestamps stand in.
+    return (int(getattr(cursor_or_snap, "sequence_number", 0) or 0), int(cursor_or_snap.timestamp_ms or 0))
+
+
+def delta_since(metadata: Any, branch: str, cursor: Cursor | None, filt: SnapshotFilter) -> Delta:
+    """Every snapshot on ``branch`` after ``cursor``, oldest first, split into qualifying and skipped.
+
+    ``cursor=None`` means "from the beginning of history". A head that does not descend from the
+    cursor (rollback, branch reset) yields ``rollback=True`` and no snapshots. When the cursor's
+    snapshot has been expired from the metadata, the chain is walked back to the oldest snapshot
+    still newer than the cursor and ``history_gap`` is set.
+    """
+    head = head_of(metadata, branch)
+    head_cursor = cursor_at(head)
+    if head is None:
+        # Branch missing or empty: nothing to report. A branch that had data and now has none was reset.
+        rolled_back = cursor is not None and cursor.snapshot_id is not None
+        return Delta(cursor, head_cursor, [], [], rollback=rolled_back)
+    if cursor is not None and cursor.snapshot_id == head.snapshot_id:
+        return Delta(cursor, head_cursor, [], [])
+
+    by_id = _by_id(metadata)
+    chain: list[Any] = []
+    node: Any | None = head
+    reached_cursor = cursor is None or cursor.snapshot_id is None
+    history_gap = False
+    while node is not None:
+        if cursor is not None and cursor.snapshot_id is not None:
+            if node.snapshot_id == cursor.snapshot_id:
+                reached_cursor = True
+                break
+            if cursor.sequence_number and _order_key(node) <= _order_key(cursor):
+                # Older than (or as old as) the cursor without being it: another line of history.
+                break
+        chain.append(node)
+        parent = node.parent_snapshot_id
+        node = by_id.get(parent) if parent is not None else None
+        if parent is not None and node is None:
+            history_gap = True
+    if not reached_cursor:
+        if history_gap and cursor is not None and cursor.sequence_number and chain:
+            # The cursor's snapshot was expired, but everything left is newer than it: no rollback.
+            reached_cursor = True
+        else:
+            return Delta(cursor, head_cursor, [], [], rollback=True)
+    described = [describe(snap) for snap in reversed(chain)]
+    accepted = [s for s in described if filt.accepts(s)]
+    skipped = [s for s in described if not filt.accepts(s)]
+    return Delta(cursor, head_cursor, accepted, skipped, history_gap=history_gap)
+
+
+def parse_table_name(table: str) -> tuple[str, str]:
+    """``"a.b.t"`` -> ``("a.b", "t")``; a clear error when there is no namespace."""
+    if not isinstance(table, str) or "." not in table.strip(".") or ".." in table:
+        raise ValueError(f"Expected a fully-qualified Iceberg table name 'namespace.table', got {table!r}")
+    namespace, _, name = table.rpartition(".")
+    return namespace, name
+
+
+def normalize_operations(operations: Iterable[str] | str | None) -> tuple[str, ...]:
+    if operations is None:
+        return DEFAULT_OPERATIONS
+    if isinstance(operations, str):
+        operations = [operations]
+    known = {"append", "overwrite", "delete", "replace"}
+    ops = tuple(str(op).lower() for op in operations)
+    unknown = sorted(set(ops) - known)
+    if unknown:
+        raise ValueError(f"Unknown Iceberg snapshot operation(s) {unknown}; expected some of {sorted(known)}")
+    return ops
