@@ -1,0 +1,156 @@
+"""The real Airflow stack on one machine: ``airflow standalone`` in its own home, on free ports.
+
+Used by the asset-driven and backfill tests and by ``make airflow``: the real scheduler,
+dag-processor, triggerer and API server (LocalExecutor, SQLite), started in their own process
+group and stopped by that pid.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ray_operators.embedded import free_port
+
+
+class StandaloneAirflow:
+    """
+    :param home: the AIRFLOW_HOME (created); its ``airflow.db`` is the metadata database.
+    :param dags_folder: folder the dag-processor parses.
+    :param env: extra environment (connections as ``AIRFLOW_CONN_*``...).
+    """
+
+    def __init__(
+        self,
+        *,
+        home: Path,
+        dags_folder: Path,
+        env: dict[str, str] | None = None,
+        plugins_folder: Path | None = None,
+    ) -> None:
+        self.home = Path(home)
+        self.dags_folder = Path(dags_folder)
+        self.plugins_folder = plugins_folder
+        self.extra_env = dict(env or {})
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "airflow.db"
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "standalone.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        self.port = self.port or free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+                "RAY_USAGE_STATS_ENABLED": "0",
+                # standalone starts its components as `airflow ...` from PATH.
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            }
+        )
+        if self.plugins_folder:
+            env["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(self.plugins_folder)
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 180.0) -> StandaloneAirflow:
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = self.environment()
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "airflow"), "standalone"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"airflow standalone exited {self.process.returncode}; see {self.log_path}"
+                )
+            if self._jobs_alive({"SchedulerJob", "TriggererJob", "DagProcessorJob"}):
+                return self
+            time.sleep(1)
+        self.stop()
+        raise RuntimeError(f"airflow standalone did not come up in {timeout}s; see {self.log_path}")
+
+    def _jobs_alive(self, kinds: set[str]) -> bool:
+        rows = self.query("SELECT job_type FROM job WHERE state = 'running'")
+        return kinds <= {row[0] for row in rows}
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Read the metadata database directly (no Airflow import in the caller's process)."""
+        if not self.db_path.exists():
+            return []
+        try:
+            with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5) as conn:
+                return list(conn.execute(sql, params))
+        except sqlite3.OperationalError:
+            return []
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run an ``airflow`` CLI command against this stack."""
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "airflow"), *args],
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            check=check,
+        )
+
+    def stop(self, grace: float = 30.0) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=10)
+
+    def __enter__(self) -> StandaloneAirflow:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,91 @@
+"""IcebergSnapshotSensor through dag.test(): deferrable, poke and reschedule modes, timeouts."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ray_operators.iceberg_snapshots import Cursor
+from tests.airflow_helpers import get_dag, task_state, xcoms
+from tests.conftest import wait_for
+
+TABLE = "db.events"
+pytestmark = pytest.mark.integration
+
+
+def _task_state_now(dag_id: str) -> str | None:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        ti = (
+            session.query(TaskInstance)
+            .filter(TaskInstance.dag_id == dag_id)
+            .order_by(TaskInstance.start_date.desc())
+            .first()
+        )
+        return None if ti is None else (ti.next_method or ti.state)
+
+
+@pytest.mark.parametrize("mode", ["deferrable", "poke", "reschedule"])
+def test_sensor_returns_every_new_snapshot_after_its_starting_point(airflow_db, iceberg, capfd, mode):
+    dag_id = f"iceberg_sensor_{mode}"
+    (since,) = iceberg.commit(TABLE, "append", "1")
+    committed: list[int] = []
+
+    def commit_while_waiting() -> None:
+        # Commit once the sensor is waiting (deferred, or poking in its worker).
+        wait_for(
+            lambda: _task_state_now(dag_id) in ("execute_complete", "running", "up_for_reschedule"),
+            timeout=90,
+            interval=0.1,
+            what="the sensor to wait",
+        )
+        committed.extend(iceberg.commit(TABLE, "append", "3"))
+
+    # Import Airflow's models here, not in the thread: concurrent first imports deadlock.
+    dag = get_dag(dag_id)
+    _task_state_now(dag_id)
+    committer = threading.Thread(target=commit_while_waiting)
+    committer.start()
+    run = dag.test(run_conf={"since": since})
+    committer.join(timeout=120)
+
+    assert run.state == "success"
+    value = xcoms(dag_id, run.run_id, "wait")["return_value"]
+    assert value["snapshot_ids"] == committed
+    assert value["previous_head"]["snapshot_id"] == since
+    assert value["new_head"]["snapshot_id"] == committed[-1]
+    assert value["table"] == TABLE and value["iceberg_conn_id"] == "iceberg_test"
+    if mode == "deferrable":
+        out, err = capfd.readouterr()
+        assert "running trigger in line" in out + err, "the sensor never deferred"
+
+
+def test_sensor_timeout_with_soft_fail_skips(airflow_db, iceberg):
+    iceberg.commit(TABLE, "append", "1")
+    run = get_dag("iceberg_sensor_soft_fail").test()
+    assert task_state("iceberg_sensor_soft_fail", run.run_id, "wait") == "skipped"
+
+
+def test_current_at_finds_the_snapshot_of_a_data_interval_start(iceberg):
+    from ray_operators.sensors.iceberg import IcebergSnapshotSensor
+
+    ids = iceberg.commit(TABLE, "append", "3")
+    metadata = iceberg.catalog.load_table(TABLE).metadata
+    stamps = {s.snapshot_id: s.timestamp_ms for s in metadata.snapshots}
+    sensor = IcebergSnapshotSensor(task_id="s", table=TABLE, iceberg_conn_id=iceberg.conn_id)
+    assert sensor._current_at(metadata, stamps[ids[1]]).snapshot_id == ids[1]
+    assert sensor._current_at(metadata, stamps[ids[2]] + 10_000).snapshot_id == ids[2]
+    assert sensor._current_at(metadata, stamps[ids[0]] - 1) == Cursor(None)
+    when = datetime.fromtimestamp(stamps[ids[1]] / 1000, UTC)
+    assert when - timedelta(seconds=1) < when
+
+
+def test_sensor_rejects_unknown_start_from():
+    from ray_operators.sensors.iceberg import IcebergSnapshotSensor
+
+    with pytest.raises(ValueError, match="start_from"):
+        IcebergSnapshotSensor(task_id="s", table=TABLE, start_from="yesterday")
