@@ -38,6 +38,7 @@ test: lint
 
 bench: install
 	$(PY) bench/bench_overhead.py
+	$(PY) bench/bench_iceberg_sensing.py
 
 clean:
 	rm -rf .local build dist *.egg-info .pytest_cache .ruff_cache

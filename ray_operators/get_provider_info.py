@@ -46,11 +46,23 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "Ray",
                 "external-doc-url": "https://docs.ray.io/en/latest/cluster/running-applications/job-submission/",
                 "tags": ["software"],
-            }
+            },
+            {
+                "integration-name": "Iceberg",
+                "external-doc-url": "https://iceberg.apache.org/",
+                "tags": ["software"],
+            },
         ],
         "operators": [{"integration-name": "Ray", "python-modules": ["ray_operators.operators.ray_job"]}],
-        "hooks": [{"integration-name": "Ray", "python-modules": ["ray_operators.hooks.ray"]}],
-        "triggers": [{"integration-name": "Ray", "python-modules": ["ray_operators.triggers.ray_job"]}],
+        "sensors": [{"integration-name": "Iceberg", "python-modules": ["ray_operators.sensors.iceberg"]}],
+        "hooks": [
+            {"integration-name": "Ray", "python-modules": ["ray_operators.hooks.ray"]},
+            {"integration-name": "Iceberg", "python-modules": ["ray_operators.hooks.iceberg"]},
+        ],
+        "triggers": [
+            {"integration-name": "Ray", "python-modules": ["ray_operators.triggers.ray_job"]},
+            {"integration-name": "Iceberg", "python-modules": ["ray_operators.triggers.iceberg"]},
+        ],
         "connection-types": [
             {
                 "hook-class-name": "ray_operators.hooks.ray.RayJobsHook",

@@ -58,6 +58,11 @@ def test_airflow_side_modules_import_no_heavy_packages():
         "ray_operators.triggers.ray_job",
         "ray_operators.links.ray",
         "ray_operators.get_provider_info",
+        "ray_operators.sensors.iceberg",
+        "ray_operators.triggers.iceberg",
+        "ray_operators.hooks.iceberg",
+        "ray_operators.assets",
+        "ray_operators.iceberg_snapshots",
     ]
     code = (
         "import json, sys\n"
