@@ -15,18 +15,17 @@ TABLE = "db.events"
 pytestmark = pytest.mark.integration
 
 
-def _task_state_now(dag_id: str) -> str | None:
-    from airflow.models.taskinstance import TaskInstance
+def _sensor_is_waiting(dag_id: str, deferrable: bool) -> bool:
+    """Deferred (next_method set), or poking with its starting cursor already stored."""
     from airflow.utils.session import create_session
+    from sqlalchemy import text
 
     with create_session() as session:
-        ti = (
-            session.query(TaskInstance)
-            .filter(TaskInstance.dag_id == dag_id)
-            .order_by(TaskInstance.start_date.desc())
-            .first()
-        )
-        return None if ti is None else (ti.next_method or ti.state)
+        if deferrable:
+            sql = "SELECT 1 FROM task_instance WHERE dag_id = :d AND next_method = 'execute_complete'"
+        else:
+            sql = "SELECT 1 FROM task_state_store WHERE dag_id = :d AND key = 'iceberg_cursor'"
+        return session.execute(text(sql), {"d": dag_id}).first() is not None
 
 
 @pytest.mark.parametrize("mode", ["deferrable", "poke", "reschedule"])
@@ -38,7 +37,7 @@ def test_sensor_returns_every_new_snapshot_after_its_starting_point(airflow_db, 
     def commit_while_waiting() -> None:
         # Commit once the sensor is waiting (deferred, or poking in its worker).
         wait_for(
-            lambda: _task_state_now(dag_id) in ("execute_complete", "running", "up_for_reschedule"),
+            lambda: _sensor_is_waiting(dag_id, deferrable=mode == "deferrable"),
             timeout=90,
             interval=0.1,
             what="the sensor to wait",
@@ -47,7 +46,7 @@ def test_sensor_returns_every_new_snapshot_after_its_starting_point(airflow_db, 
 
     # Import Airflow's models here, not in the thread: concurrent first imports deadlock.
     dag = get_dag(dag_id)
-    _task_state_now(dag_id)
+    _sensor_is_waiting(dag_id, True)
     committer = threading.Thread(target=commit_while_waiting)
     committer.start()
     run = dag.test(run_conf={"since": since})
