@@ -84,6 +84,8 @@ class StandaloneAirflow:
         return env
 
     def start(self, timeout: float = 180.0) -> StandaloneAirflow:
+        if self.process is not None and self.process.poll() is None:
+            return self
         self.home.mkdir(parents=True, exist_ok=True)
         env = self.environment()
         log = self.log_path.open("ab")

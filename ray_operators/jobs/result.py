@@ -14,6 +14,8 @@ import sys
 from typing import Any
 
 RESULT_MARKER = "::ray-airflow-result::"
+#: Environment variable through which RayJobOperator tells a job its own submission id.
+SUBMISSION_ID_ENV = "RAY_AIRFLOW_SUBMISSION_ID"
 #: Results travel through XCom: keep them small (ids and counts, not data).
 MAX_RESULT_BYTES = 64 * 1024
 

@@ -21,6 +21,7 @@ from ray_operators._job_common import (
     submission_base,
 )
 from ray_operators.hooks.ray import ACTIVE_STATES, TERMINAL_STATES, RayJobsError, RayJobsHook
+from ray_operators.jobs.result import SUBMISSION_ID_ENV
 from ray_operators.links.ray import RAY_JOB_URL_XCOM_KEY, RayJobLink
 from ray_operators.triggers.ray_job import STOP_GRACE_SECONDS, RayJobTrigger
 
@@ -181,7 +182,7 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
             self.hook.submit_job(
                 entrypoint=self.entrypoint,
                 submission_id=submission_id,
-                runtime_env=self.runtime_env,
+                runtime_env=self._runtime_env_for(submission_id),
                 metadata=self._job_metadata(context, latest + 1),
                 entrypoint_num_cpus=_num(self.entrypoint_num_cpus),
                 entrypoint_num_gpus=_num(self.entrypoint_num_gpus),
@@ -325,6 +326,14 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
         while (found := self.hook.get_job_info(attempt_id(base, attempt + 1))) is not None:
             attempt, info = attempt + 1, found
         return attempt, info
+
+    def _runtime_env_for(self, submission_id: str) -> dict[str, Any]:
+        # Ray gives a job no way to learn its submission id: hand it over for lineage.
+        runtime_env = dict(self.runtime_env or {})
+        env_vars = dict(runtime_env.get("env_vars") or {})
+        env_vars[SUBMISSION_ID_ENV] = submission_id
+        runtime_env["env_vars"] = env_vars
+        return runtime_env
 
     def _job_metadata(self, context: Context, attempt: int) -> dict[str, str]:
         ti = context["ti"]

@@ -25,7 +25,7 @@ def test_asset_watcher_starts_the_dag_with_exactly_the_new_snapshots(tmp_path, i
         env={**connection_env(iceberg.conn_id, iceberg.root), "WATCH_OUT": str(out)},
     )
     before = iceberg.commit("db.events", "append", "1")
-    with stack.start():
+    with stack:
         # The watcher is live once it has stored its cursor in the asset state store.
         key = cursor_key("db.events", "main")
         stored = wait_for(
@@ -46,7 +46,14 @@ def test_asset_watcher_starts_the_dag_with_exactly_the_new_snapshots(tmp_path, i
 
         ids = wait_for(recorded, timeout=240, interval=1, what=f"the consumer run (see {stack.log_path})")
         events = stack.query("SELECT extra FROM asset_event ORDER BY id")
-        runs = stack.query("SELECT state, logical_date FROM dag_run WHERE dag_id = 'asset_watch_consumer'")
+
+        def finished_runs():
+            rows = stack.query(
+                "SELECT state, logical_date FROM dag_run WHERE dag_id = 'asset_watch_consumer'"
+            )
+            return rows if rows and all(state in ("success", "failed") for state, _ in rows) else None
+
+        runs = wait_for(finished_runs, timeout=120, interval=1, what="the consumer runs to finish")
 
     # Exactly the new commits, in order, no replay of what existed before the watcher started.
     assert ids == committed
