@@ -1,0 +1,257 @@
+"""Stage 1, curate: raw Spark application logs (JSON lines) -> a typed Iceberg table.
+
+New ``spark-*`` folders under the raw root are discovered; folders whose latest status in the
+processing-metadata table is SUCCESS are skipped. Every line is either a typed row or a
+quarantined line with its reason; nothing is dropped silently and a bad line never fails the job.
+
+Tables (``<output>`` is the spec's output table):
+- ``<output>``: timestamp, log_level, message, pod_name, namespace_name, app, spark_app_selector,
+  spark_role, spark_version, submission_id, source_folder;
+- ``<output>_quarantine``: source_file, line_number, raw_line, reason;
+- ``<output>_processing``: folder, status (PROCESSING/SUCCESS/FAILED), records_processed,
+  records_quarantined, start_time, end_time, error, job_id, run_key (an append-only log: a
+  folder's status is its latest row).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ray_operators.jobs.lakehouse import StageSpec, commit_exactly_once, ensure_table
+
+REQUIRED = ("timestamp", "log_level", "message")
+
+
+def schemas():
+    import pyarrow as pa
+
+    logs = pa.schema(
+        [
+            ("timestamp", pa.timestamp("us", tz="UTC")),
+            ("log_level", pa.string()),
+            ("message", pa.string()),
+            ("pod_name", pa.string()),
+            ("namespace_name", pa.string()),
+            ("app", pa.string()),
+            ("spark_app_selector", pa.string()),
+            ("spark_role", pa.string()),
+            ("spark_version", pa.string()),
+            ("submission_id", pa.string()),
+            ("source_folder", pa.string()),
+        ]
+    )
+    quarantine = pa.schema(
+        [
+            ("source_file", pa.string()),
+            ("line_number", pa.int64()),
+            ("raw_line", pa.string()),
+            ("reason", pa.string()),
+        ]
+    )
+    processing = pa.schema(
+        [
+            ("folder", pa.string()),
+            ("status", pa.string()),
+            ("records_processed", pa.int64()),
+            ("records_quarantined", pa.int64()),
+            ("start_time", pa.timestamp("us", tz="UTC")),
+            ("end_time", pa.timestamp("us", tz="UTC")),
+            ("error", pa.string()),
+            ("job_id", pa.string()),
+            ("run_key", pa.string()),
+        ]
+    )
+    return logs, quarantine, processing
+
+
+def _get(record: dict[str, Any], dotted: str) -> Any:
+    """``kubernetes.labels.app`` from nested objects or from a flat dotted key."""
+    if dotted in record:
+        return record[dotted]
+    node: Any = record
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def parse_line(line: str) -> tuple[dict[str, Any] | None, str | None]:
+    """One log line -> (typed row, None) or (None, quarantine reason)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        return None, f"bad_json: {err.msg} at column {err.colno}"
+    if not isinstance(record, dict):
+        return None, "bad_json: not an object"
+    missing = [name for name in REQUIRED if record.get(name) in (None, "")]
+    if missing:
+        return None, f"missing_field: {', '.join(missing)}"
+    try:
+        ts = datetime.fromisoformat(str(record["timestamp"]).replace("Z", "+00:00"))
+    except ValueError:
+        return None, f"bad_timestamp: {str(record['timestamp'])[:40]!r}"
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return {
+        "timestamp": ts.astimezone(UTC),
+        "log_level": str(record["log_level"]),
+        "message": str(record["message"]),
+        "pod_name": _get(record, "kubernetes.pod_name"),
+        "namespace_name": _get(record, "kubernetes.namespace_name"),
+        "app": _get(record, "kubernetes.labels.app"),
+        "spark_app_selector": _get(record, "kubernetes.labels.spark-app-selector"),
+        "spark_role": _get(record, "kubernetes.labels.spark-role"),
+        "spark_version": _get(record, "kubernetes.labels.spark-version"),
+        "submission_id": _get(record, "kubernetes.labels.submission-id"),
+    }, None
+
+
+def parse_file(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """flat_map UDF: one log file -> one record per non-empty line, parsed or with its reason."""
+    path = item["path"]
+    out = []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, text in enumerate(handle, start=1):
+            text = text.rstrip("\n")
+            if not text.strip():
+                continue
+            row, reason = parse_line(text)
+            out.append(
+                {
+                    "row": json.dumps(row, default=str) if row else None,
+                    "reason": reason,
+                    "path": path,
+                    "line_number": number,
+                    "raw": text[:10_000],
+                }
+            )
+    return out
+
+
+def discover(raw_root: str, done: set[str]) -> list[Path]:
+    root = Path(raw_root.removeprefix("file://"))
+    return sorted(p for p in root.glob("spark-*") if p.is_dir() and p.name not in done)
+
+
+def run(spec: StageSpec) -> dict[str, Any]:
+    import pyarrow as pa
+    import ray
+
+    logs_schema, quarantine_schema, processing_schema = schemas()
+    out = spec.output_table
+    ensure_table(spec, out, logs_schema)
+    ensure_table(spec, f"{out}_quarantine", quarantine_schema)
+    processing = ensure_table(spec, f"{out}_processing", processing_schema)
+
+    rows = processing.scan().to_arrow().to_pylist()
+    latest: dict[str, dict[str, Any]] = {}
+    for row in sorted(rows, key=lambda r: r["end_time"] or r["start_time"]):
+        latest[row["folder"]] = row
+    own_run = {f for f, r in latest.items() if r["run_key"] == spec.run_key}
+    done = {f for f, r in latest.items() if r["status"] == "SUCCESS" and f not in own_run}
+    folders = [p for p in discover(spec.raw_paths[0], done) if p.name not in done]
+    # A retry of this run re-processes exactly the folders it claimed the first time.
+    claimed = sorted({*own_run, *(p.name for p in folders)})
+    folder_paths = {p.name: p for p in discover(spec.raw_paths[0], set())}
+    claimed = [f for f in claimed if f in folder_paths]
+    started = datetime.now(UTC)
+    job_id = spec.lineage_properties()["lakehouse.ray-submission-id"]
+
+    def log_rows(status: str, stats: dict[str, tuple[int, int]], error: str | None = None) -> pa.Table:
+        return pa.Table.from_pylist(
+            [
+                {
+                    "folder": f,
+                    "status": status,
+                    "records_processed": stats.get(f, (0, 0))[0],
+                    "records_quarantined": stats.get(f, (0, 0))[1],
+                    "start_time": started,
+                    "end_time": None if status == "PROCESSING" else datetime.now(UTC),
+                    "error": error,
+                    "job_id": job_id,
+                    "run_key": spec.run_key,
+                }
+                for f in claimed
+            ],
+            schema=processing_schema,
+        )
+
+    start_spec = StageSpec.from_json(
+        {**spec.to_json(), "run": {**spec.run, "run_key": f"{spec.run_key}/start"}}
+    )
+    commit_exactly_once(
+        start_spec,
+        ray.data.from_arrow(log_rows("PROCESSING", {})) if claimed else None,
+        table=f"{out}_processing",
+    )
+    try:
+        files = [str(p) for f in claimed for p in sorted(folder_paths[f].glob("*.log"))]
+        if files:
+            parsed = ray.data.from_items([{"path": f} for f in files]).flat_map(parse_file).materialize()
+            good = parsed.filter(lambda r: r["row"] is not None).map(lambda r: _typed(r))
+            bad = parsed.filter(lambda r: r["row"] is None).map(
+                lambda r: {
+                    "source_file": r["path"],
+                    "line_number": r["line_number"],
+                    "raw_line": r["raw"],
+                    "reason": r["reason"],
+                }
+            )
+        else:
+            good = bad = None
+        logs_result = commit_exactly_once(spec, good, schema=logs_schema)
+        q_spec = StageSpec.from_json(
+            {**spec.to_json(), "run": {**spec.run, "run_key": f"{spec.run_key}/quarantine"}}
+        )
+        q_result = commit_exactly_once(q_spec, bad, table=f"{out}_quarantine", schema=quarantine_schema)
+        stats = _per_folder(good, bad)
+    except Exception as err:
+        end_spec = StageSpec.from_json(
+            {**spec.to_json(), "run": {**spec.run, "run_key": f"{spec.run_key}/failed"}}
+        )
+        commit_exactly_once(
+            end_spec, ray.data.from_arrow(log_rows("FAILED", {}, str(err)[:2000])), table=f"{out}_processing"
+        )
+        raise
+    end_spec = StageSpec.from_json({**spec.to_json(), "run": {**spec.run, "run_key": f"{spec.run_key}/end"}})
+    if claimed:
+        commit_exactly_once(
+            end_spec, ray.data.from_arrow(log_rows("SUCCESS", stats)), table=f"{out}_processing"
+        )
+    return {
+        "stage": "curate",
+        "folders": claimed,
+        "skipped_folders": sorted(done),
+        "output": logs_result,
+        "quarantine": q_result,
+        "rows_in": logs_result["rows"] + q_result["rows"],
+        "rows_out": logs_result["rows"],
+        "quarantined": q_result["rows"],
+    }
+
+
+def _typed(record: dict[str, Any]) -> dict[str, Any]:
+    row = json.loads(record["row"])
+    row["timestamp"] = datetime.fromisoformat(row["timestamp"])
+    row["source_folder"] = Path(record["path"]).parent.name
+    return row
+
+
+def _per_folder(good: Any, bad: Any) -> dict[str, tuple[int, int]]:
+    stats: dict[str, list[int]] = {}
+    if good is not None:
+        for row in good.groupby("source_folder").count().take_all():
+            stats.setdefault(row["source_folder"], [0, 0])[0] = int(row["count()"])
+    if bad is not None:
+        for row in (
+            bad.map(lambda r: {"folder": Path(r["source_file"]).parent.name})
+            .groupby("folder")
+            .count()
+            .take_all()
+        ):
+            stats.setdefault(row["folder"], [0, 0])[1] = int(row["count()"])
+    return {k: (v[0], v[1]) for k, v in stats.items()}
