@@ -13,7 +13,10 @@ import sys
 from ray_operators.jobs.lakehouse import StageError, StageSpec
 from ray_operators.jobs.result import report_result
 
-STAGES = {"curate": "ray_operators.jobs.curate"}
+STAGES = {
+    "curate": "ray_operators.jobs.curate",
+    "preprocess": "ray_operators.jobs.preprocess",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,3 +23,29 @@ with DAG(
         poll_interval=0.5,
         ship_package=True,
     )
+
+with DAG(
+    "preprocess_features",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    params={"inputs_json": Param("[]", type="string")},
+):
+    LakehouseStageOperator(
+        task_id="preprocess",
+        stage="preprocess",
+        inputs="{{ params.inputs_json }}",
+        output_table="db.features",
+        iceberg_conn_id="iceberg_test",
+        poll_interval=0.5,
+        stage_params={
+            "transforms": [
+                {"fn": "ray_operators.jobs.examples:add_total", "batch_format": "pandas", "batch_size": 64},
+                {"fn": "ray_operators.jobs.examples:Scale", "kwargs": {"column": "y", "factor": 2.0},
+                 "concurrency": 1, "batch_format": "pandas"},
+            ],
+            "standardize": ["x"],
+            "categorical": ["color"],
+            "tokenize": ["text"],
+        },
+    )

@@ -29,7 +29,7 @@ def _sensor_is_waiting(dag_id: str, deferrable: bool) -> bool:
 
 
 @pytest.mark.parametrize("mode", ["deferrable", "poke", "reschedule"])
-def test_sensor_returns_every_new_snapshot_after_its_starting_point(airflow_db, iceberg, capfd, mode):
+def test_sensor_returns_every_new_snapshot_after_its_starting_point(airflow_db, iceberg, mode):
     dag_id = f"iceberg_sensor_{mode}"
     (since,) = iceberg.commit(TABLE, "append", "1")
     committed: list[int] = []
@@ -58,9 +58,9 @@ def test_sensor_returns_every_new_snapshot_after_its_starting_point(airflow_db, 
     assert value["previous_head"]["snapshot_id"] == since
     assert value["new_head"]["snapshot_id"] == committed[-1]
     assert value["table"] == TABLE and value["iceberg_conn_id"] == "iceberg_test"
-    if mode == "deferrable":
-        out, err = capfd.readouterr()
-        assert "running trigger in line" in out + err, "the sensor never deferred"
+    # The committer only commits once it has seen the sensor waiting (deferred: next_method set in
+    # the metadata DB; poking: its first cursor stored), so commits after that prove the wait.
+    assert committed, "the sensor was never seen waiting"
 
 
 def test_sensor_timeout_with_soft_fail_skips(airflow_db, iceberg):
