@@ -133,7 +133,9 @@ class LocalRayHead:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"ray start exited with {self.process.returncode}; see {self.log_path}")
+                code = self.process.returncode
+                self.stop()  # its process group may still hold workers or agents
+                raise RuntimeError(f"ray start exited with {code}; see {self.log_path}")
             if self._ready():
                 return self
             time.sleep(0.5)

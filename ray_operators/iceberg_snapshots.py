@@ -153,9 +153,9 @@ def delta_since(metadata: Any, branch: str, cursor: Cursor | None, filt: Snapsho
     head = head_of(metadata, branch)
     head_cursor = cursor_at(head)
     if head is None:
-        # Branch missing or empty: nothing to report. A branch that had data and now has none was reset.
-        rolled_back = cursor is not None and cursor.snapshot_id is not None
-        return Delta(cursor, head_cursor, [], [], rollback=rolled_back)
+        # Branch missing (dropped for now) or empty: nothing to report, and the cursor stays, so a
+        # branch that comes back is compared with what we had seen, not replayed from scratch.
+        return Delta(cursor, cursor if cursor is not None else head_cursor, [], [])
     if cursor is not None and cursor.snapshot_id == head.snapshot_id:
         return Delta(cursor, head_cursor, [], [])
 
@@ -169,7 +169,7 @@ def delta_since(metadata: Any, branch: str, cursor: Cursor | None, filt: Snapsho
             if node.snapshot_id == cursor.snapshot_id:
                 reached_cursor = True
                 break
-            if cursor.sequence_number and _order_key(node) <= _order_key(cursor):
+            if (cursor.sequence_number or cursor.timestamp_ms) and _order_key(node) <= _order_key(cursor):
                 # Older than (or as old as) the cursor without being it: another line of history.
                 break
         chain.append(node)
@@ -177,16 +177,39 @@ def delta_since(metadata: Any, branch: str, cursor: Cursor | None, filt: Snapsho
         node = by_id.get(parent) if parent is not None else None
         if parent is not None and node is None:
             history_gap = True
+    rollback = False
     if not reached_cursor:
-        if history_gap and cursor is not None and cursor.sequence_number and chain:
+        if history_gap and cursor is not None and (cursor.sequence_number or cursor.timestamp_ms) and chain:
             # The cursor's snapshot was expired, but everything left is newer than it: no rollback.
             reached_cursor = True
         else:
-            return Delta(cursor, head_cursor, [], [], rollback=True)
+            # Not a descendant: a rollback or branch reset. Commits made on top of the common
+            # ancestor after the reset are still new data: report them with the rollback.
+            rollback = True
+            chain = _beyond_common_ancestor(by_id, head, cursor)
     described = [describe(snap) for snap in reversed(chain)]
     accepted = [s for s in described if filt.accepts(s)]
     skipped = [s for s in described if not filt.accepts(s)]
-    return Delta(cursor, head_cursor, accepted, skipped, history_gap=history_gap)
+    return Delta(cursor, head_cursor, accepted, skipped, rollback=rollback, history_gap=history_gap)
+
+
+def _beyond_common_ancestor(by_id: dict[int, Any], head: Any, cursor: Cursor | None) -> list[Any]:
+    """Snapshots on head's chain (newest first) that are not ancestors of the cursor's snapshot,
+    and newer than it: commits made after a rollback. Empty when the cursor's ancestry is unknown."""
+    if cursor is None or cursor.snapshot_id not in by_id:
+        return []
+    ancestors: set[int] = set()
+    node = by_id.get(cursor.snapshot_id)
+    while node is not None:
+        ancestors.add(node.snapshot_id)
+        node = by_id.get(node.parent_snapshot_id) if node.parent_snapshot_id is not None else None
+    chain = []
+    node = head
+    while node is not None and node.snapshot_id not in ancestors:
+        if _order_key(node) > _order_key(cursor):
+            chain.append(node)
+        node = by_id.get(node.parent_snapshot_id) if node.parent_snapshot_id is not None else None
+    return chain
 
 
 def parse_table_name(table: str) -> tuple[str, str]:

@@ -100,9 +100,9 @@ class StandaloneAirflow:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"airflow standalone exited {self.process.returncode}; see {self.log_path}"
-                )
+                code = self.process.returncode
+                self.stop()
+                raise RuntimeError(f"airflow standalone exited {code}; see {self.log_path}")
             if self._jobs_alive({"SchedulerJob", "TriggererJob", "DagProcessorJob"}):
                 return self
             time.sleep(1)
@@ -149,7 +149,10 @@ class StandaloneAirflow:
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
 
     def __enter__(self) -> StandaloneAirflow:
         return self.start()

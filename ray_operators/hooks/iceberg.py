@@ -24,9 +24,6 @@ PERMANENT_ERRORS = (
     "NoSuchIdentifierError",
     "BadRequestError",
     "NotInstalledError",
-    "ValueError",
-    "TypeError",
-    "KeyError",
 )
 
 
@@ -49,10 +46,17 @@ def build_catalog(iceberg_conn_id: str) -> Catalog:
 
     try:
         return IcebergHook(iceberg_conn_id).catalog
-    except Exception as err:
+    except (ValueError, TypeError, KeyError, ImportError) as err:
+        # A catalog type, property or connection that is wrong will not heal by waiting.
         raise IcebergWatchError(
             f"Cannot open the Iceberg catalog of connection {iceberg_conn_id!r}: {type(err).__name__}: {err}"
         ) from err
+    except Exception as err:
+        if is_permanent(err) or type(err).__name__ == "AirflowNotFoundException":
+            raise IcebergWatchError(
+                f"Cannot open the Iceberg catalog of connection {iceberg_conn_id!r}: {type(err).__name__}: {err}"
+            ) from err
+        raise
 
 
 class TableWatch:
@@ -77,7 +81,13 @@ class TableWatch:
         if location is _UNKNOWN:
             before = self.table.metadata_location
             self.catalog_calls += 1
-            self.table.refresh()
+            try:
+                self.table.refresh()
+            except Exception as err:
+                if not is_missing(err):
+                    raise
+                self.table = None  # dropped: wait for it to come back
+                return None, True
             return self.table.metadata, self.table.metadata_location != before
         if location is None:
             # Dropped (and maybe re-created later): start over.

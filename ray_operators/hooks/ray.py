@@ -356,7 +356,17 @@ class AsyncRayJobsClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> AsyncRayJobsClient:
+        import asyncio
+
         import aiohttp
+
+        verify = self.config.verify
+        self._ssl: Any = None
+        if verify is False:
+            self._ssl = False
+        elif isinstance(verify, str):
+            # Reading a CA bundle is file I/O: keep it off the event loop, once per client.
+            self._ssl = await asyncio.to_thread(_ssl_context, verify)
 
         self._session = aiohttp.ClientSession(
             headers=self.config.request_headers(),
@@ -374,19 +384,12 @@ class AsyncRayJobsClient:
         import aiohttp
 
         assert self._session is not None, "use AsyncRayJobsClient as `async with`"
-        verify = self.config.verify
-        ssl: Any = None
-        if verify is False:
-            ssl = False
-        elif isinstance(verify, str):
-            import ssl as ssl_module
-
-            ssl = ssl_module.create_default_context(cafile=verify)
         try:
-            async with self._session.request(method, self.config.base_url + path, ssl=ssl) as response:
+            async with self._session.request(method, self.config.base_url + path, ssl=self._ssl) as response:
                 text = await response.text()
                 return _check_response(self.config, response.status, text, path)
-        except aiohttp.ClientError as err:
+        except (aiohttp.ClientError, TimeoutError, OSError) as err:
+            # aiohttp raises a bare TimeoutError when its total timeout fires mid-response.
             raise RayJobsError(
                 self.config.scrub(
                     f"Cannot reach the Ray Jobs API at {self.config.base_url}: {type(err).__name__}"
@@ -421,6 +424,15 @@ def _check_response(config: RayConnectionConfig, status: int, text: str, path: s
         return json.loads(text) if text else {}
     except json.JSONDecodeError:
         raise RayJobsError(f"Ray Jobs API {path} answered with something that is not JSON") from None
+
+
+def _ssl_context(ca_path: str) -> Any:
+    import os
+    import ssl
+
+    if os.path.isdir(ca_path):
+        return ssl.create_default_context(capath=ca_path)
+    return ssl.create_default_context(cafile=ca_path)
 
 
 def _mask(config: RayConnectionConfig) -> None:

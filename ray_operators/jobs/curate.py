@@ -151,13 +151,15 @@ def run(spec: StageSpec) -> dict[str, Any]:
     latest: dict[str, dict[str, Any]] = {}
     for row in sorted(rows, key=lambda r: r["end_time"] or r["start_time"]):
         latest[row["folder"]] = row
-    own_run = {f for f, r in latest.items() if r["run_key"] == spec.run_key}
-    done = {f for f, r in latest.items() if r["status"] == "SUCCESS" and f not in own_run}
-    folders = [p for p in discover(spec.raw_paths[0], done) if p.name not in done]
-    # A retry of this run re-processes exactly the folders it claimed the first time.
-    claimed = sorted({*own_run, *(p.name for p in folders)})
+    # A retry of this run re-processes exactly the folders its first try claimed (its PROCESSING
+    # rows), never more: its log write may already be committed under this run key.
+    own_run = sorted({r["folder"] for r in rows if r["run_key"] == spec.run_key})
+    done = {f for f, r in latest.items() if r["status"] == "SUCCESS" and r["run_key"] != spec.run_key}
     folder_paths = {p.name: p for p in discover(spec.raw_paths[0], set())}
-    claimed = [f for f in claimed if f in folder_paths]
+    if own_run:
+        claimed = [f for f in own_run if f in folder_paths]
+    else:
+        claimed = [p.name for p in discover(spec.raw_paths[0], done)]
     started = datetime.now(UTC)
     job_id = spec.lineage_properties()["lakehouse.ray-submission-id"]
 

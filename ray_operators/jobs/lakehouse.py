@@ -30,7 +30,34 @@ INPUT_PREFIX = "lakehouse.input."
 ROWS = "lakehouse.rows"
 
 #: Catalog property names that look like secrets never travel in a spec (the dashboard shows it).
-SECRET_MARKERS = ("secret", "password", "token", "credential", "session", "access-key", "private")
+SECRET_MARKERS = (
+    "secret",
+    "password",
+    "token",
+    "credential",
+    "session",
+    "access-key",
+    "account-key",
+    "private",
+    "connection-string",
+    "header.",
+    "sas",
+)
+
+
+def secret_problem(name: str, value: str) -> str | None:
+    """Why a catalog property must not travel in a spec, or None when it may."""
+    if any(marker in name.lower() for marker in SECRET_MARKERS):
+        return f"catalog property {name!r} looks like a secret"
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(str(value))
+    except ValueError:
+        return None
+    if parts.password:
+        return f"catalog property {name!r} is a URI with a password in it"
+    return None
 
 
 class StageError(RuntimeError):
@@ -95,11 +122,11 @@ class StageSpec:
             raise StageError(f"output mode must be append, overwrite or upsert, got {spec.mode!r}")
         if spec.mode == "upsert" and not spec.keys:
             raise StageError("upsert needs keys")
-        for name in spec.catalog_properties:
-            if any(marker in name.lower() for marker in SECRET_MARKERS):
+        for name, value in spec.catalog_properties.items():
+            if problem := secret_problem(name, value):
                 raise StageError(
-                    f"catalog property {name!r} looks like a secret; secrets must come from the cluster's "
-                    "own environment, not the stage spec (the Ray dashboard shows it)"
+                    f"{problem}; secrets must come from the cluster's own environment, not the stage spec "
+                    "(the Ray dashboard shows it)"
                 )
         return spec
 
@@ -211,8 +238,12 @@ def appended_files(table: Any, from_exclusive: int | None, to_inclusive: int) ->
 
 
 def find_committed(table: Any, run_key: str) -> Any | None:
-    """The snapshot of ``table`` that carries ``run_key``, if any (the whole history is checked)."""
-    for snap in table.metadata.snapshots:
+    """The newest snapshot of ``table`` that carries ``run_key``, if any (the whole history is checked).
+
+    Newest, because an overwrite commits a delete and then an append under the same key: the
+    finished state is the last one.
+    """
+    for snap in reversed(table.metadata.snapshots):
         if snap.summary is not None and snap.summary.get(RUN_KEY) == run_key:
             return snap
     return None
@@ -265,7 +296,9 @@ def _compatible(have: Any, want: Any) -> bool:
         return True
     if pa.types.is_timestamp(have) and pa.types.is_timestamp(want):
         return True
-    if pa.types.is_list(have) and pa.types.is_list(want) or pa.types.is_large_list(want):
+    if (pa.types.is_list(have) or pa.types.is_large_list(have)) and (
+        pa.types.is_list(want) or pa.types.is_large_list(want)
+    ):
         return True
     return False
 
@@ -309,6 +342,8 @@ def commit_exactly_once(
             tbl.overwrite(
                 empty, overwrite_filter=_slice_expression(spec.slice_filter), snapshot_properties=props
             )
+        elif spec.mode == "overwrite":
+            tbl.overwrite(empty, snapshot_properties=props)
         else:
             tbl.append(empty, snapshot_properties=props)
     else:

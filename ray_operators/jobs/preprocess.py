@@ -41,7 +41,10 @@ def load_callable(path: str) -> Any:
 def compute_stats(ds: Any, params: dict[str, Any]) -> dict[str, Any]:
     stats: dict[str, Any] = {}
     for column in params.get("standardize", []):
-        stats[f"standardize.{column}"] = {"mean": float(ds.mean(column)), "std": float(ds.std(column, ddof=0) or 1.0)}
+        stats[f"standardize.{column}"] = {
+            "mean": float(ds.mean(column)),
+            "std": float(ds.std(column, ddof=0) or 1.0),
+        }
     for column in params.get("minmax", []):
         stats[f"minmax.{column}"] = {"min": float(ds.min(column)), "max": float(ds.max(column))}
     for column in params.get("categorical", []):
@@ -67,7 +70,7 @@ class ApplyBuiltins:
             batch[column] = (batch[column].astype("float64") - s["min"]) / span
         for column in self.params.get("categorical", []):
             codes = {v: i for i, v in enumerate(self.stats[f"categorical.{column}"]["vocabulary"])}
-            batch[column] = batch[column].map(lambda v: codes.get(str(v), -1)).astype("int64")
+            batch[column] = batch[column].map(lambda v, codes=codes: codes.get(str(v), -1)).astype("int64")
         for column in self.params.get("tokenize", []):
             batch[column] = batch[column].fillna("").map(lambda text: str(text).lower().split())
         return batch
@@ -117,7 +120,9 @@ def run(spec: StageSpec) -> dict[str, Any]:
         spec.load_catalog().load_table(spec.output_table)
     print(ds.stats(), flush=True)
     result = commit_exactly_once(
-        spec, ds if rows_in else None, schema=schema,
+        spec,
+        ds if rows_in else None,
+        schema=schema,
         extra_properties={STATS_PROPERTY: json.dumps(stats, sort_keys=True)[:60_000]},
     )
     return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -11,8 +12,7 @@ from ray_operators.operators.ray_job import RayJobOperator
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-#: Catalog properties that carry secrets: never put in a spec; the cluster supplies its own.
-SECRET_MARKERS = ("secret", "password", "token", "credential", "session", "access-key", "private")
+log = logging.getLogger(__name__)
 
 
 def catalog_properties(iceberg_conn_id: str) -> dict[str, str]:
@@ -30,7 +30,15 @@ def catalog_properties(iceberg_conn_id: str) -> dict[str, str]:
     if conn.host:
         props["uri"] = conn.host.rstrip("/")
     props.setdefault("type", "rest")
-    return {k: v for k, v in props.items() if not any(m in k.lower() for m in SECRET_MARKERS)}
+    from ray_operators.jobs.lakehouse import secret_problem
+
+    safe = {}
+    for key, value in props.items():
+        if problem := secret_problem(key, value):
+            log.info("Not sending %s to the Ray job (%s); the cluster must supply it", key, problem)
+            continue
+        safe[key] = value
+    return safe
 
 
 def run_key_for(context: Context, task_id: str, input_snapshot_ids: Sequence[int] = ()) -> str:

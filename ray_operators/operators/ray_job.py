@@ -20,10 +20,10 @@ from ray_operators._job_common import (
     new_log_lines,
     submission_base,
 )
-from ray_operators.hooks.ray import ACTIVE_STATES, TERMINAL_STATES, RayJobsError, RayJobsHook
+from ray_operators.hooks.ray import ACTIVE_STATES, TERMINAL_STATES, RayAuthError, RayJobsError, RayJobsHook
 from ray_operators.jobs.result import SUBMISSION_ID_ENV
 from ray_operators.links.ray import RAY_JOB_URL_XCOM_KEY, RayJobLink
-from ray_operators.triggers.ray_job import STOP_GRACE_SECONDS, RayJobTrigger
+from ray_operators.triggers.ray_job import MAX_CONSECUTIVE_ERRORS, STOP_GRACE_SECONDS, RayJobTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -150,7 +150,8 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context):
         # "__fail__" means the triggerer gave up on the trigger (its timeout): the job must not
         # outlive the task.
-        if next_method == "__fail__" and next_kwargs and (sid := self._stored_submission_id(context)):
+        timed_out = next_kwargs and str(next_kwargs.get("error", "")).lower().endswith("timeout")
+        if next_method == "__fail__" and timed_out and (sid := self._stored_submission_id(context)):
             self._stop_quietly(sid, "the trigger timed out")
         return super().resume_execution(next_method, next_kwargs, context)
 
@@ -171,6 +172,8 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
             )
             return str(info["submission_id"])
         submission_id = attempt_id(base, latest + 1)
+        # Known before the submit call returns, so a kill during a slow upload still stops it.
+        self._submission_id = submission_id
         if info is not None:
             self.log.info(
                 "Previous Ray job %s ended %s: submitting %s",
@@ -242,7 +245,7 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
                     f"(status {status})"
                 )
             time.sleep(self.poll_interval)
-            info = self.hook.get_job_info(submission_id) or {"status": "MISSING"}
+            info = self._poll_info(submission_id)
             if info["status"] == "MISSING":
                 raise AirflowException(f"Ray job {submission_id} disappeared from the cluster")
         return self._finish(submission_id, context)
@@ -255,6 +258,20 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
         return self._finish(self._submission_id, context)
 
     # ---- internals -------------------------------------------------------------------------
+
+    def _poll_info(self, submission_id: str) -> dict[str, Any]:
+        """The job's info, riding out transient API errors as the trigger does."""
+        for attempt in range(1, MAX_CONSECUTIVE_ERRORS + 1):
+            try:
+                return self.hook.get_job_info(submission_id) or {"status": "MISSING"}
+            except RayAuthError:
+                raise
+            except RayJobsError as err:
+                if attempt == MAX_CONSECUTIVE_ERRORS:
+                    raise
+                self.log.warning("Polling Ray job %s failed (%s): %s", submission_id, attempt, err)
+                time.sleep(min(self.poll_interval * attempt, 30))
+        raise AssertionError("unreachable")
 
     def _finish(self, submission_id: str, context: Context) -> dict[str, Any]:
         info = self.hook.get_job_info(submission_id)

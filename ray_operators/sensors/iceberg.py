@@ -131,7 +131,7 @@ class IcebergSnapshotSensor(BaseSensorOperator):
     # ---- internals -------------------------------------------------------------------------
 
     def _outcome(self, context: Context, payload: dict[str, Any], head: Cursor) -> PokeReturnValue | bool:
-        if payload["kind"] == "rollback":
+        if payload["kind"] == "rollback" and not payload["snapshots"]:
             message = (
                 f"{self.table}@{self.branch} was rolled back from {payload['previous_head']} to "
                 f"{payload['new_head']}: no new data"
@@ -164,6 +164,8 @@ class IcebergSnapshotSensor(BaseSensorOperator):
                 ignore_summary=self.ignore_summary,
                 min_added_records=self.min_added_records,
                 since_snapshot_id=cursor.snapshot_id if cursor else None,
+                since_sequence_number=cursor.sequence_number if cursor else None,
+                since_timestamp_ms=cursor.timestamp_ms if cursor else None,
                 emit_on_start=cursor is None or cursor.snapshot_id is None,
             ),
             method_name="execute_complete",

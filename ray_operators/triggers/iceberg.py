@@ -74,6 +74,8 @@ class IcebergSnapshotTrigger(BaseEventTrigger):
         min_added_records: int = 0,
         since_snapshot_id: int | None = None,
         emit_on_start: bool = False,
+        since_sequence_number: int | None = None,
+        since_timestamp_ms: int | None = None,
     ) -> None:
         super().__init__()
         parse_table_name(table)
@@ -86,6 +88,9 @@ class IcebergSnapshotTrigger(BaseEventTrigger):
         self.min_added_records = int(min_added_records)
         self.since_snapshot_id = int(since_snapshot_id) if since_snapshot_id is not None else None
         self.emit_on_start = bool(emit_on_start)
+        # The rest of a cursor, so ordering survives the cursor's snapshot being expired.
+        self.since_sequence_number = int(since_sequence_number) if since_sequence_number is not None else None
+        self.since_timestamp_ms = int(since_timestamp_ms) if since_timestamp_ms is not None else None
         #: Polls made and catalog calls spent (for tests and benchmarks).
         self.polls = 0
         self.catalog_calls = 0
@@ -103,6 +108,8 @@ class IcebergSnapshotTrigger(BaseEventTrigger):
                 "min_added_records": self.min_added_records,
                 "since_snapshot_id": self.since_snapshot_id,
                 "emit_on_start": self.emit_on_start,
+                "since_sequence_number": self.since_sequence_number,
+                "since_timestamp_ms": self.since_timestamp_ms,
             },
         )
 
@@ -154,13 +161,22 @@ class IcebergSnapshotTrigger(BaseEventTrigger):
         )
 
         cursor, found, store = await self._load_cursor(self._store())
-        catalog = await asyncio.to_thread(build_catalog, self.iceberg_conn_id)
-        watch = TableWatch(catalog, self.table)
+        watch: TableWatch | None = None
         initialised = found
         errors = 0
+        unsaved: Cursor | None = None
         while True:
             self.polls += 1
+            if unsaved is not None:
+                # Saved one poll after its event was handed over, by which time the triggerer has
+                # stored the event: a crash in between re-reports (at least once), never loses.
+                await self._save_cursor(store, unsaved)
+                unsaved = None
             try:
+                if watch is None:
+                    watch = TableWatch(
+                        await asyncio.to_thread(build_catalog, self.iceberg_conn_id), self.table
+                    )
                 metadata, changed = await asyncio.to_thread(watch.poll)
                 errors = 0
             except Exception as err:
@@ -188,7 +204,7 @@ class IcebergSnapshotTrigger(BaseEventTrigger):
                 await asyncio.sleep(backoff)
                 continue
             finally:
-                self.catalog_calls = watch.catalog_calls
+                self.catalog_calls = watch.catalog_calls if watch is not None else 0
 
             if not initialised:
                 cursor = self._initial_cursor(metadata)
@@ -205,9 +221,9 @@ class IcebergSnapshotTrigger(BaseEventTrigger):
                     cursor = delta.head
                     if event is not None:
                         yield event
-                    # Saved after the event is handed over: a crash in between re-reports (at
-                    # least once) rather than losing a commit; the writes downstream are exactly-once.
-                    await self._save_cursor(store, cursor)
+                        unsaved = cursor
+                    else:
+                        await self._save_cursor(store, cursor)
             await asyncio.sleep(self.poll_interval)
 
     def _initial_cursor(self, metadata: Any | None) -> Cursor | None:
@@ -215,6 +231,10 @@ class IcebergSnapshotTrigger(BaseEventTrigger):
             snap = None
             if metadata is not None:
                 snap = next((s for s in metadata.snapshots if s.snapshot_id == self.since_snapshot_id), None)
+            if snap is None and (self.since_sequence_number or self.since_timestamp_ms):
+                return Cursor(
+                    self.since_snapshot_id, self.since_sequence_number or 0, self.since_timestamp_ms or 0
+                )
             if snap is None:
                 self.log.warning(
                     "since_snapshot_id %s is not in %s's metadata (expired?); its ordering is unknown",

@@ -126,7 +126,7 @@ class RayJobTrigger(BaseTrigger):
                     # A token that stops working will not heal by itself: fail now, clearly.
                     yield self._event(None, error=str(err))
                     return
-                except RayJobsError as err:
+                except (RayJobsError, TimeoutError, OSError) as err:
                     errors += 1
                     self.log.warning("Polling Ray job %s failed (%s): %s", self.submission_id, errors, err)
                     if errors >= MAX_CONSECUTIVE_ERRORS:

@@ -41,8 +41,12 @@ with DAG(
         stage_params={
             "transforms": [
                 {"fn": "ray_operators.jobs.examples:add_total", "batch_format": "pandas", "batch_size": 64},
-                {"fn": "ray_operators.jobs.examples:Scale", "kwargs": {"column": "y", "factor": 2.0},
-                 "concurrency": 1, "batch_format": "pandas"},
+                {
+                    "fn": "ray_operators.jobs.examples:Scale",
+                    "kwargs": {"column": "y", "factor": 2.0},
+                    "concurrency": 1,
+                    "batch_format": "pandas",
+                },
             ],
             "standardize": ["x"],
             "categorical": ["color"],

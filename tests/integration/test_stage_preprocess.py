@@ -65,5 +65,7 @@ def test_pinned_snapshot_then_incremental_range(airflow_db, ray_head, iceberg):
     result2 = xcoms(DAG, run2.run_id, "preprocess")["return_value"]["result"]
     # Only what the range appended: one data file, 50 rows.
     assert result2["rows_in"] == 50 and result2["incremental_files"] == 1
-    snap2 = iceberg.catalog.load_table("db.features").metadata.snapshot_by_id(result2["output"]["snapshot_id"])
+    snap2 = iceberg.catalog.load_table("db.features").metadata.snapshot_by_id(
+        result2["output"]["snapshot_id"]
+    )
     assert snap2.summary[INPUT_PREFIX + "db.raw"] == f"{first}..{second}"

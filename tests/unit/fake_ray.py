@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -22,7 +23,10 @@ class FakeRayDashboard:
                     {"method": self.command, "path": self.path, "headers": dict(self.headers.items())}
                 )
                 replies = fake.script.get((self.command, self.path)) or [(404, "not found")]
-                status, body = replies.pop(0) if len(replies) > 1 else replies[0]
+                reply = replies.pop(0) if len(replies) > 1 else replies[0]
+                status, body = reply[0], reply[1]
+                if len(reply) > 2:
+                    time.sleep(reply[2])  # a slow dashboard
                 data = (body if isinstance(body, str) else json.dumps(body)).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

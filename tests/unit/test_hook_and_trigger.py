@@ -235,3 +235,24 @@ def test_connection_config_from_connection_object():
     config = RayConnectionConfig.from_connection(conn)
     assert config.base_url == "https://ray.example.com/prefix"
     assert config.request_headers() == {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_a_slow_response_is_a_transient_error_not_a_lost_job(fake, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SLOW_RAY",
+        json.dumps(
+            {
+                "conn_type": "ray",
+                "host": "127.0.0.1",
+                "port": fake.port,
+                "password": TOKEN,
+                "extra": {"request_timeout": 0.3},
+            }
+        ),
+    )
+    fake.on("GET", "/api/jobs/j", (200, job("RUNNING", "j"), 1.0), (200, job("SUCCEEDED", "j")))
+    fake.on("GET", "/api/jobs/j/logs", (200, {"logs": "done\n"}))
+    (event,) = asyncio.run(
+        _events(RayJobTrigger(submission_id="j", ray_conn_id="slow_ray", poll_interval=0.01))
+    )
+    assert event["status"] == "SUCCEEDED" and event["error"] is None
