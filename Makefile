@@ -15,7 +15,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip 2>&1 | $(PIP_QUIET)
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e ".[dev]" 2>&1 | $(PIP_QUIET)
+	$(PY) -m pip install -q -e ".[dev,train]" 2>&1 | $(PIP_QUIET)
 	$(PY) -c "import airflow, ray, pyiceberg, ray_operators"
 	touch $(STAMP)
 

@@ -16,6 +16,8 @@ from ray_operators.jobs.result import report_result
 STAGES = {
     "curate": "ray_operators.jobs.curate",
     "preprocess": "ray_operators.jobs.preprocess",
+    "train": "ray_operators.jobs.train",
+    "infer": "ray_operators.jobs.infer",
 }
 
 

@@ -120,6 +120,8 @@ def test_triggerer_restart_neither_replays_nor_skips(iceberg):
             event_after = await bg.next_event()
             after = await iceberg.acommit(TABLE, "append", "1")
             event_last = await bg.next_event()
+            # The cursor is saved one poll after its event (so a crash re-reports, never loses).
+            await bg.polls_reach(second.polls + 2)
         return before, event_before, during, event_after, after, event_last
 
     before, event_before, during, event_after, after, event_last = asyncio.run(scenario())

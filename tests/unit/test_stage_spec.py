@@ -108,3 +108,22 @@ def test_generator_counts_match_what_the_parser_finds(tmp_path):
             found["good" if row else reason.split(":")[0]] += 1
     assert found == {"good": counts["good"], **counts["bad"]}
     assert counts["bad_total"] > 0
+
+
+def test_gpu_setting_degrades_to_cpu_when_the_cluster_has_none(monkeypatch):
+    import ray
+
+    from ray_operators.jobs.train import resolve_use_gpu
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    assert resolve_use_gpu("auto") is False
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 1.0})
+    assert resolve_use_gpu("auto") is True
+    assert resolve_use_gpu(False) is False and resolve_use_gpu(True) is True
+
+
+def test_run_stage_rejects_a_bad_spec_before_starting_ray(capsys):
+    from ray_operators.jobs.run_stage import main
+
+    assert main(["--spec", _spec(stage="nope").encode()]) == 2
+    assert "unknown stage 'nope'" in capsys.readouterr().err

@@ -1,0 +1,124 @@
+"""Stage 4, inference writeback: a model from the registry over a pinned feature snapshot.
+
+Stage params: ``model_table`` (the registry the train stage writes), ``model_name``,
+``model_version`` (default: the latest), ``batch_size``, ``min_actors``/``max_actors`` (the actor
+pool: the model loads once per actor), ``num_gpus`` per actor (default 0), ``carry_columns``
+(input columns copied to the output; default all).
+
+Output rows: the carried columns, ``prediction``, ``model_name``, ``model_version`` and
+``input_snapshot_id``; the snapshot summary also names the model and the input snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ray_operators.jobs.lakehouse import StageError, StageSpec, commit_exactly_once, ensure_table, read_pinned
+
+
+class Predictor:
+    """Callable class for ``map_batches``: one model per actor, loaded in ``__init__``."""
+
+    def __init__(
+        self,
+        artifact_uri: str,
+        features: list[str],
+        hidden: int,
+        classes: int,
+        tag: dict[str, Any],
+        carry: list[str] | None,
+    ) -> None:
+        import torch
+
+        from ray_operators.jobs.train import build_model, load_state
+
+        self.features = features
+        self.tag = tag
+        self.carry = carry
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = build_model(len(features), hidden, classes)
+        self.model.load_state_dict(load_state(artifact_uri))
+        self.model.to(self.device).eval()
+
+    def __call__(self, batch: Any) -> Any:
+        import numpy as np
+        import torch
+
+        x = torch.tensor(
+            np.stack([batch[c].astype("float32") for c in self.features], axis=1), device=self.device
+        )
+        with torch.no_grad():
+            predicted = self.model(x).argmax(dim=1).cpu().numpy().astype("int64")
+        out = batch if self.carry is None else batch[self.carry].copy()
+        out["prediction"] = predicted
+        for key, value in self.tag.items():
+            out[key] = value
+        return out
+
+
+def pick_model(spec: StageSpec) -> dict[str, Any]:
+    p = spec.params
+    table = p.get("model_table")
+    if not table:
+        raise StageError("infer needs params.model_table (the model registry)")
+    rows = spec.load_catalog().load_table(table).scan().to_arrow().to_pylist()
+    name = p.get("model_name")
+    rows = [r for r in rows if name is None or r["model_name"] == name]
+    version = p.get("model_version", "latest")
+    if version not in (None, "latest"):
+        rows = [r for r in rows if r["model_version"] == int(version)]
+    if not rows:
+        raise StageError(f"no model {name or ''} version {version} in {table}")
+    return max(rows, key=lambda r: r["model_version"])
+
+
+def run(spec: StageSpec) -> dict[str, Any]:
+    from ray.data import ActorPoolStrategy
+
+    if len(spec.inputs) != 1 or spec.inputs[0].snapshot_id is None:
+        raise StageError("infer reads exactly one feature table pinned to a snapshot_id")
+    p = spec.params
+    model = pick_model(spec)
+    features = json.loads(model["feature_columns"])
+    item = spec.inputs[0]
+    ds, _ = read_pinned(spec, item)
+    rows_in = ds.count()
+    tag = {
+        "model_name": model["model_name"],
+        "model_version": int(model["model_version"]),
+        "input_snapshot_id": int(item.snapshot_id),
+    }
+    predictions = ds.map_batches(
+        Predictor,
+        fn_constructor_kwargs={
+            "artifact_uri": model["artifact_uri"],
+            "features": features,
+            "hidden": int(model["hidden"]),
+            "classes": int(model["num_classes"]),
+            "tag": tag,
+            "carry": p.get("carry_columns"),
+        },
+        compute=ActorPoolStrategy(min_size=int(p.get("min_actors", 1)), max_size=int(p.get("max_actors", 2))),
+        num_gpus=float(p.get("num_gpus", 0)),
+        batch_size=int(p.get("batch_size", 512)),
+        batch_format="pandas",
+    ).materialize()
+    schema = predictions.schema().base_schema if rows_in else None
+    if schema is not None:
+        ensure_table(spec, spec.output_table, schema)
+    print(predictions.stats(), flush=True)
+    result = commit_exactly_once(
+        spec,
+        predictions if rows_in else None,
+        schema=schema,
+        extra_properties={"lakehouse.model": f"{model['model_name']}:{model['model_version']}"},
+    )
+    return {
+        "stage": "infer",
+        "output": result,
+        "rows_in": rows_in,
+        "rows_out": result["rows"],
+        "model_name": model["model_name"],
+        "model_version": int(model["model_version"]),
+    }

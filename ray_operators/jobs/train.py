@@ -1,0 +1,239 @@
+"""Stage 3, training ingest: Ray Train's TorchTrainer fed by Ray Data from a pinned feature snapshot.
+
+Stage params: ``feature_columns``, ``label_column``, ``num_classes``, ``model_name``,
+``num_workers`` (default 1), ``use_gpu`` (``"auto"``: when the cluster has GPUs; true/false),
+``resources_per_worker``, ``epochs``, ``batch_size``, ``lr``, ``hidden``, ``holdout`` (fraction
+held out for evaluation, default 0.2), ``artifact_root`` (default: ``<warehouse>/models``).
+
+Writes the model artifact (a torch state dict) to ``<artifact_root>/<model_name>/<version>/``
+(file:// here, s3:// in production) and one row in the model-registry table (the stage's output
+table): model name and version, metrics, artifact URI, input table and snapshot id, run key.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from ray_operators.jobs.lakehouse import (
+    StageError,
+    StageSpec,
+    commit_exactly_once,
+    ensure_table,
+    find_committed,
+)
+
+
+def registry_schema():
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("model_name", pa.string()),
+            ("model_version", pa.int64()),
+            ("artifact_uri", pa.string()),
+            ("metrics", pa.string()),
+            ("input_table", pa.string()),
+            ("input_snapshot_id", pa.int64()),
+            ("feature_columns", pa.string()),
+            ("label_column", pa.string()),
+            ("num_classes", pa.int64()),
+            ("hidden", pa.int64()),
+            ("used_gpu", pa.bool_()),
+            ("run_key", pa.string()),
+            ("created_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+
+
+def build_model(num_features: int, hidden: int, num_classes: int):
+    import torch
+
+    return torch.nn.Sequential(
+        torch.nn.Linear(num_features, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, num_classes)
+    )
+
+
+def resolve_use_gpu(setting: Any) -> bool:
+    """``auto``: use GPUs when the cluster has any; never fail on a CPU-only cluster by default."""
+    import ray
+
+    if isinstance(setting, str) and setting.lower() == "auto":
+        return ray.cluster_resources().get("GPU", 0) > 0
+    return bool(setting)
+
+
+def _train_loop(config: dict[str, Any]) -> None:
+    import ray.train
+    import torch
+
+    model = ray.train.torch.prepare_model(
+        build_model(len(config["features"]), config["hidden"], config["classes"])
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
+    loss_fn = torch.nn.CrossEntropyLoss()
+    shard = ray.train.get_dataset_shard("train")
+    for epoch in range(config["epochs"]):
+        total, count = 0.0, 0
+        for batch in shard.iter_torch_batches(batch_size=config["batch_size"], dtypes=torch.float32):
+            x = torch.stack([batch[c] for c in config["features"]], dim=1)
+            y = batch[config["label"]].long()
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total, count = total + float(loss) * len(y), count + len(y)
+        ray.train.report({"epoch": epoch, "loss": total / max(count, 1)})
+    if ray.train.get_context().get_world_rank() == 0:
+        base = model.module if hasattr(model, "module") else model
+        _save_state(base.state_dict(), config["artifact_uri"])
+
+
+def _save_state(state: dict[str, Any], uri: str) -> None:
+    import io
+
+    import pyarrow.fs as pafs
+    import torch
+
+    fs, path = pafs.FileSystem.from_uri(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with fs.open_output_stream(path) as out:
+        out.write(buffer.getvalue())
+
+
+def load_state(uri: str) -> dict[str, Any]:
+    import io
+
+    import pyarrow.fs as pafs
+    import torch
+
+    fs, path = pafs.FileSystem.from_uri(uri)
+    with fs.open_input_stream(path) as stream:
+        return torch.load(io.BytesIO(stream.read()), map_location="cpu", weights_only=True)
+
+
+def run(spec: StageSpec) -> dict[str, Any]:
+    import numpy as np
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    if len(spec.inputs) != 1 or spec.inputs[0].snapshot_id is None:
+        raise StageError("train reads exactly one feature table pinned to a snapshot_id")
+    p = spec.params
+    features = list(p.get("feature_columns") or [])
+    label = p.get("label_column")
+    if not features or not label:
+        raise StageError("train needs params.feature_columns and params.label_column")
+    name = p.get("model_name") or spec.output_table.rpartition(".")[2]
+    registry = ensure_table(spec, spec.output_table, registry_schema())
+    done = find_committed(registry, spec.run_key)
+    if done is not None:
+        row = [
+            r
+            for r in registry.scan(snapshot_id=done.snapshot_id).to_arrow().to_pylist()
+            if r["run_key"] == spec.run_key
+        ][0]
+        return {
+            "stage": "train",
+            "output": {
+                "table": spec.output_table,
+                "snapshot_id": done.snapshot_id,
+                "rows": 1,
+                "skipped": True,
+            },
+            "model_name": name,
+            "model_version": row["model_version"],
+            "metrics": json.loads(row["metrics"]),
+            "artifact_uri": row["artifact_uri"],
+        }
+
+    from ray_operators.jobs.lakehouse import read_pinned
+
+    item = spec.inputs[0]
+    ds, _ = read_pinned(spec, item)
+    ds = ds.select_columns([*features, label])
+    train_ds, test_ds = ds.train_test_split(
+        test_size=float(p.get("holdout", 0.2)), seed=int(p.get("seed", 0))
+    )
+    versions = [r["model_version"] for r in registry.scan().to_arrow().to_pylist() if r["model_name"] == name]
+    version = max(versions, default=0) + 1
+    warehouse = spec.catalog_properties.get("warehouse", "file:///tmp/warehouse").rstrip("/")
+    artifact_uri = f"{p.get('artifact_root', warehouse + '/models').rstrip('/')}/{name}/{version}/model.pt"
+    use_gpu = resolve_use_gpu(p.get("use_gpu", "auto"))
+    classes = int(p.get("num_classes", 2))
+    hidden = int(p.get("hidden", 32))
+    config = {
+        "features": features,
+        "label": label,
+        "classes": classes,
+        "hidden": hidden,
+        "epochs": int(p.get("epochs", 5)),
+        "batch_size": int(p.get("batch_size", 128)),
+        "lr": float(p.get("lr", 0.01)),
+        "artifact_uri": artifact_uri,
+    }
+    trainer = TorchTrainer(
+        _train_loop,
+        train_loop_config=config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=int(p.get("num_workers", 1)),
+            use_gpu=use_gpu,
+            resources_per_worker=p.get("resources_per_worker") or None,
+        ),
+        datasets={"train": train_ds},
+        run_config=ray.train.RunConfig(
+            name=f"{name}-v{version}", storage_path=p.get("storage_path", "/tmp/ray_train_runs")
+        ),
+    )
+    fit = trainer.fit()
+    metrics = {k: float(v) for k, v in (fit.metrics or {}).items() if isinstance(v, int | float)}
+
+    # Held-out evaluation with the saved artifact: what inference will load.
+    model = build_model(len(features), hidden, classes)
+    model.load_state_dict(load_state(artifact_uri))
+    model.eval()
+    held = test_ds.to_pandas()
+    import torch
+
+    with torch.no_grad():
+        logits = model(torch.tensor(held[features].to_numpy(dtype=np.float32)))
+    predicted = logits.argmax(dim=1).numpy()
+    metrics["holdout_accuracy"] = float((predicted == held[label].to_numpy()).mean()) if len(held) else 0.0
+    metrics["holdout_rows"] = float(len(held))
+    print(f"model {name} v{version}: {metrics} (gpu={use_gpu})", flush=True)
+
+    row = {
+        "model_name": name,
+        "model_version": version,
+        "artifact_uri": artifact_uri,
+        "metrics": json.dumps(metrics, sort_keys=True),
+        "input_table": item.table,
+        "input_snapshot_id": item.snapshot_id,
+        "feature_columns": json.dumps(features),
+        "label_column": label,
+        "num_classes": classes,
+        "hidden": hidden,
+        "used_gpu": use_gpu,
+        "run_key": spec.run_key,
+        "created_at": datetime.now(UTC),
+    }
+    import pyarrow as pa
+
+    result = commit_exactly_once(
+        spec,
+        ray.data.from_arrow(pa.Table.from_pylist([row], schema=registry_schema())),
+        schema=registry_schema(),
+        extra_properties={"lakehouse.model": f"{name}:{version}", "lakehouse.model-uri": artifact_uri},
+    )
+    return {
+        "stage": "train",
+        "output": result,
+        "model_name": name,
+        "model_version": version,
+        "metrics": metrics,
+        "artifact_uri": artifact_uri,
+        "used_gpu": use_gpu,
+    }
