@@ -21,3 +21,11 @@ class Scale:
     def __call__(self, batch: Any) -> Any:
         batch[self.column] = batch[self.column].astype("float64") * self.factor
         return batch
+
+
+def slow_identity(batch: Any, *, seconds: float = 0.5) -> Any:
+    """Stateless and slow: for demonstrating (and testing) a job stopped in the middle of its work."""
+    import time
+
+    time.sleep(seconds)
+    return batch
