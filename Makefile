@@ -39,6 +39,7 @@ test: lint
 bench: install
 	$(PY) bench/bench_overhead.py
 	$(PY) bench/bench_iceberg_sensing.py
+	$(PY) bench/bench_stages.py
 
 clean:
 	rm -rf .local build dist *.egg-info .pytest_cache .ruff_cache
