@@ -27,7 +27,6 @@ TASK_ID = "lakehouse.task-id"
 SUBMISSION_ID = "lakehouse.ray-submission-id"
 STAGE = "lakehouse.stage"
 INPUT_PREFIX = "lakehouse.input."
-ROWS = "lakehouse.rows"
 
 #: Catalog property names that look like secrets never travel in a spec (the dashboard shows it).
 SECRET_MARKERS = (
@@ -327,26 +326,16 @@ def commit_exactly_once(
         return {
             "table": name,
             "snapshot_id": done.snapshot_id,
-            "rows": int(done.summary.get(ROWS, 0)),
+            "rows": _added_records(done),
             "skipped": True,
         }
     props = {**spec.lineage_properties(), **(extra_properties or {})}
-    rows = ds.count() if ds is not None else 0
-    props[ROWS] = str(rows)
-    if rows:
-        validate_schema(tbl, schema if schema is not None else ds.schema().base_schema, spec.mode, spec.keys)
-    if not rows:
-        # Ray writes nothing for an empty dataset: record completion with an empty append.
-        empty = pa.Table.from_pylist([], schema=_arrow_schema(tbl))
-        if spec.mode == "overwrite" and spec.slice_filter:
-            tbl.overwrite(
-                empty, overwrite_filter=_slice_expression(spec.slice_filter), snapshot_properties=props
-            )
-        elif spec.mode == "overwrite":
-            tbl.overwrite(empty, snapshot_properties=props)
-        else:
-            tbl.append(empty, snapshot_properties=props)
-    else:
+    if ds is not None:
+        # The schema check runs before any file is written; the data itself is computed once, by
+        # the write (no count() first: that would run the whole pipeline twice).
+        data_schema = schema if schema is not None else _schema_of(ds)
+        if data_schema is not None:
+            validate_schema(tbl, data_schema, spec.mode, spec.keys)
         if schema is not None:
             # Conform every block to the declared schema (column order, units, time zones).
             ds = ds.map_batches(_Conform(schema), batch_format="pyarrow")
@@ -362,11 +351,23 @@ def commit_exactly_once(
             kwargs["mode"] = SaveMode.UPSERT
             kwargs["upsert_kwargs"] = {"join_cols": spec.keys}
         ds.write_iceberg(name, catalog_kwargs=spec.catalog_kwargs(), snapshot_properties=props, **kwargs)
+        tbl = catalog.load_table(name)
+    if find_committed(tbl, spec.run_key) is None:
+        # Nothing to write (Ray commits nothing for an empty dataset): record completion anyway.
+        empty = pa.Table.from_pylist([], schema=_arrow_schema(tbl))
+        if spec.mode == "overwrite" and spec.slice_filter:
+            tbl.overwrite(
+                empty, overwrite_filter=_slice_expression(spec.slice_filter), snapshot_properties=props
+            )
+        elif spec.mode == "overwrite":
+            tbl.overwrite(empty, snapshot_properties=props)
+        else:
+            tbl.append(empty, snapshot_properties=props)
     tbl = catalog.load_table(name)
     snap = find_committed(tbl, spec.run_key)
     if snap is None:
         raise StageError(f"wrote {name} but found no snapshot carrying run key {spec.run_key}")
-    return {"table": name, "snapshot_id": snap.snapshot_id, "rows": rows, "skipped": False}
+    return {"table": name, "snapshot_id": snap.snapshot_id, "rows": _added_records(snap), "skipped": False}
 
 
 class _Conform:
@@ -385,6 +386,16 @@ class _Conform:
             )
             columns.append(column.cast(f.type))
         return pa.Table.from_arrays(columns, schema=self.schema)
+
+
+def _added_records(snap: Any) -> int:
+    # pyiceberg's Summary.get ignores its default: an empty commit has no added-records at all.
+    return int(snap.summary.get("added-records") or 0) if snap.summary is not None else 0
+
+
+def _schema_of(ds: Any) -> Any:
+    schema = ds.schema()
+    return getattr(schema, "base_schema", None) if schema is not None else None
 
 
 def _arrow_schema(tbl: Any):
