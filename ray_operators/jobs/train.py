@@ -2,8 +2,10 @@
 
 Stage params: ``feature_columns``, ``label_column``, ``num_classes``, ``model_name``,
 ``num_workers`` (default 1), ``use_gpu`` (``"auto"``: when the cluster has GPUs; true/false),
-``resources_per_worker``, ``epochs``, ``batch_size``, ``lr``, ``hidden``, ``holdout`` (fraction
-held out for evaluation, default 0.2), ``artifact_root`` (default: ``<warehouse>/models``).
+``resources_per_worker``, ``epochs``, ``batch_size``, ``ingest_batch_size`` (rows per Ray Data
+batch, cut into ``batch_size`` minibatches; see ``ingest.py``), ``shuffle`` (default true),
+``seed``, ``lr``, ``hidden``, ``holdout`` (fraction held out for evaluation, default 0.2),
+``artifact_root`` (default: ``<warehouse>/models``).
 
 Writes the model artifact (a torch state dict) to ``<artifact_root>/<model_name>/<version>/``
 (file:// here, s3:// in production) and one row in the model-registry table (the stage's output
@@ -16,6 +18,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from ray_operators.jobs.ingest import DEFAULT_INGEST_BATCH_SIZE
 from ray_operators.jobs.lakehouse import (
     StageError,
     StageSpec,
@@ -68,6 +71,8 @@ def _train_loop(config: dict[str, Any]) -> None:
     import ray.train
     import torch
 
+    from ray_operators.jobs.ingest import iter_minibatches
+
     model = ray.train.torch.prepare_model(
         build_model(len(config["features"]), config["hidden"], config["classes"])
     )
@@ -76,9 +81,15 @@ def _train_loop(config: dict[str, Any]) -> None:
     shard = ray.train.get_dataset_shard("train")
     for epoch in range(config["epochs"]):
         total, count = 0.0, 0
-        for batch in shard.iter_torch_batches(batch_size=config["batch_size"], dtypes=torch.float32):
-            x = torch.stack([batch[c] for c in config["features"]], dim=1)
-            y = batch[config["label"]].long()
+        for x, y in iter_minibatches(
+            shard,
+            features=config["features"],
+            label=config["label"],
+            batch_size=config["batch_size"],
+            ingest_batch_size=config["ingest_batch_size"],
+            shuffle=config["shuffle"],
+            seed=config["seed"] + epoch,
+        ):
             loss = loss_fn(model(x), y)
             optimizer.zero_grad()
             loss.backward()
@@ -172,6 +183,9 @@ def run(spec: StageSpec) -> dict[str, Any]:
         "hidden": hidden,
         "epochs": int(p.get("epochs", 5)),
         "batch_size": int(p.get("batch_size", 128)),
+        "ingest_batch_size": int(p.get("ingest_batch_size", DEFAULT_INGEST_BATCH_SIZE)),
+        "shuffle": bool(p.get("shuffle", True)),
+        "seed": int(p.get("seed", 0)),
         "lr": float(p.get("lr", 0.01)),
         "artifact_uri": artifact_uri,
     }

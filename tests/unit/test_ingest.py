@@ -1,0 +1,78 @@
+"""Training ingest: ingest batches from Ray Data cut into minibatches, every row exactly once.
+
+The real path (Ray Train over ``iter_torch_batches``) runs in the train stage's integration test;
+here a stand-in iterator hands out ingest batches the way ``iter_torch_batches`` does, so the
+cutting, stacking and shuffling can be checked row by row.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ray_operators.jobs.ingest import iter_minibatches
+
+
+class Batches:
+    """``iter_torch_batches`` over an in-memory table: dict-of-tensor batches of ``batch_size`` rows."""
+
+    def __init__(self, n: int) -> None:
+        self.columns = {
+            "a": torch.arange(n, dtype=torch.float64),
+            "b": -torch.arange(n, dtype=torch.float64),
+            "label": torch.arange(n) % 3,
+        }
+        self.calls: list[dict] = []
+
+    def iter_torch_batches(self, *, batch_size, **kwargs):
+        self.calls.append({"batch_size": batch_size, **kwargs})
+        n = len(self.columns["label"])
+        for start in range(0, n, batch_size):
+            yield {k: v[start : start + batch_size] for k, v in self.columns.items()}
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_every_row_once_in_minibatches_of_the_training_size(shuffle):
+    source = Batches(10_000)
+    batches = list(
+        iter_minibatches(
+            source,
+            features=["a", "b"],
+            label="label",
+            batch_size=96,
+            ingest_batch_size=1000,
+            shuffle=shuffle,
+            seed=1,
+        )
+    )
+    # Ingest batches are a whole number of minibatches: 960 rows, so only the very last is short.
+    assert source.calls[0]["batch_size"] == 960
+    sizes = [len(y) for _, y in batches]
+    assert sizes[:-1] == [96] * (len(sizes) - 1) and sizes[-1] == 10_000 % 96
+    x = torch.cat([x for x, _ in batches])
+    y = torch.cat([y for _, y in batches])
+    assert x.dtype == torch.float32 and y.dtype == torch.int64 and x.shape == (10_000, 2)
+    assert sorted(x[:, 0].tolist()) == list(range(10_000))
+    # Rows stay whole: features and label of a row travel together.
+    assert torch.equal(x[:, 1], -x[:, 0]) and torch.equal(y, x[:, 0].long() % 3)
+    in_order = torch.equal(x[:, 0], torch.arange(10_000, dtype=torch.float32))
+    assert in_order is not shuffle
+
+
+def test_drop_last_and_small_ingest_sizes():
+    source = Batches(1000)
+    sizes = [
+        len(y)
+        for _, y in iter_minibatches(
+            source, features=["a"], label="label", batch_size=300, ingest_batch_size=100, drop_last=True
+        )
+    ]
+    assert source.calls[0]["batch_size"] == 300  # never smaller than a minibatch
+    assert sizes == [300, 300, 300]
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        next(iter_minibatches(source, features=["a"], label="label", batch_size=0))
+
+
+def test_missing_column_is_named():
+    with pytest.raises(KeyError, match=r"lacks columns \['nope'\]"):
+        next(iter_minibatches(Batches(10), features=["a", "nope"], label="label", batch_size=4))
