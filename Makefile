@@ -15,7 +15,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip 2>&1 | $(PIP_QUIET)
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e ".[dev,train]" 2>&1 | $(PIP_QUIET)
+	$(PY) -m pip install -q -e ".[dev,train,spark]" 2>&1 | $(PIP_QUIET)
 	$(PY) -c "import airflow, ray, pyiceberg, ray_operators"
 	touch $(STAMP)
 
@@ -40,6 +40,7 @@ bench: install
 	$(PY) bench/bench_overhead.py
 	$(PY) bench/bench_iceberg_sensing.py
 	$(PY) bench/bench_stages.py
+	$(PY) bench/bench_preprocess_stage.py
 
 clean:
 	rm -rf .local build dist *.egg-info .pytest_cache .ruff_cache

@@ -39,17 +39,33 @@ def load_callable(path: str) -> Any:
 
 
 def compute_stats(ds: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Every statistic the built-ins need, in one aggregation pass over the data."""
+    from ray.data.aggregate import Max, Mean, Min, Std, Unique
+
+    aggs: list[Any] = []
+    for column in params.get("standardize", []):
+        aggs += [Mean(column, alias_name=f"mean.{column}"), Std(column, ddof=0, alias_name=f"std.{column}")]
+    for column in params.get("minmax", []):
+        aggs += [Min(column, alias_name=f"min.{column}"), Max(column, alias_name=f"max.{column}")]
+    for column in params.get("categorical", []):
+        aggs.append(Unique(column, alias_name=f"unique.{column}"))
+    if not aggs:
+        return {}
+    found = ds.aggregate(*aggs)
     stats: dict[str, Any] = {}
     for column in params.get("standardize", []):
         stats[f"standardize.{column}"] = {
-            "mean": float(ds.mean(column)),
-            "std": float(ds.std(column, ddof=0) or 1.0),
+            "mean": float(found[f"mean.{column}"]),
+            "std": float(found[f"std.{column}"] or 1.0),
         }
     for column in params.get("minmax", []):
-        stats[f"minmax.{column}"] = {"min": float(ds.min(column)), "max": float(ds.max(column))}
+        stats[f"minmax.{column}"] = {
+            "min": float(found[f"min.{column}"]),
+            "max": float(found[f"max.{column}"]),
+        }
     for column in params.get("categorical", []):
-        vocabulary = sorted(str(v) for v in ds.unique(column) if v is not None)
-        stats[f"categorical.{column}"] = {"vocabulary": vocabulary}
+        values = found[f"unique.{column}"]
+        stats[f"categorical.{column}"] = {"vocabulary": sorted({str(v) for v in values if v is not None})}
     return stats
 
 
@@ -69,8 +85,12 @@ class ApplyBuiltins:
             span = (s["max"] - s["min"]) or 1.0
             batch[column] = (batch[column].astype("float64") - s["min"]) / span
         for column in self.params.get("categorical", []):
-            codes = {v: i for i, v in enumerate(self.stats[f"categorical.{column}"]["vocabulary"])}
-            batch[column] = batch[column].map(lambda v, codes=codes: codes.get(str(v), -1)).astype("int64")
+            import pandas as pd
+
+            vocabulary = self.stats[f"categorical.{column}"]["vocabulary"]
+            # Unknown values and nulls get -1 (pandas' code for "not a category").
+            values = batch[column].astype("string")
+            batch[column] = pd.Categorical(values, categories=vocabulary).codes.astype("int64")
         for column in self.params.get("tokenize", []):
             batch[column] = batch[column].fillna("").map(lambda text: str(text).lower().split())
         return batch
