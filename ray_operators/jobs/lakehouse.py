@@ -65,7 +65,9 @@ class StageError(RuntimeError):
 
 @dataclass
 class TableInput:
-    """An input table, pinned: one snapshot, or the snapshots in ``(from, to]``."""
+    """An input table, pinned: one snapshot, the appends in ``(from, to]``, or the data each of a
+    list of append snapshots added (``snapshot_ids``: a sensor's or an asset event's snapshots, or
+    the ones a user asked to reprocess)."""
 
     table: str
     snapshot_id: int | None = None
@@ -73,15 +75,28 @@ class TableInput:
     to_snapshot_id: int | None = None
     columns: list[str] | None = None
     row_filter: str | None = None
+    snapshot_ids: list[int] | None = None
 
     @property
     def is_range(self) -> bool:
         return self.to_snapshot_id is not None
 
+    @property
+    def is_list(self) -> bool:
+        return self.snapshot_ids is not None
+
     def lineage(self) -> str:
+        if self.is_list:
+            return "+".join(str(s) for s in self.snapshot_ids or [])
         if self.is_range:
             return f"{self.from_snapshot_id}..{self.to_snapshot_id}"
         return str(self.snapshot_id)
+
+    def identity(self) -> list[int]:
+        """The snapshot ids this input pins (for run keys)."""
+        if self.is_list:
+            return list(self.snapshot_ids or [])
+        return [s for s in (self.to_snapshot_id or self.snapshot_id,) if s is not None]
 
 
 @dataclass
@@ -171,8 +186,18 @@ def read_pinned(spec: StageSpec, item: TableInput):
 
     catalog = spec.load_catalog()
     table = catalog.load_table(item.table)
-    if item.is_range:
-        files = appended_files(table, item.from_snapshot_id, item.to_snapshot_id)
+    if item.is_list or item.is_range:
+        if item.is_list:
+            files = []
+            for snapshot_id in item.snapshot_ids or []:
+                snap = table.metadata.snapshot_by_id(int(snapshot_id))
+                if snap is None:
+                    raise StageError(
+                        f"snapshot {snapshot_id} is not in {item.table} (expired, or from another table?)"
+                    )
+                files += appended_files(table, snap.parent_snapshot_id, snap.snapshot_id)
+        else:
+            files = appended_files(table, item.from_snapshot_id, item.to_snapshot_id)
         if not files:
             return ray.data.from_items([]), 0
         ds = ray.data.read_parquet(files, columns=item.columns)
@@ -315,8 +340,6 @@ def commit_exactly_once(
     An empty dataset still commits (an empty snapshot carrying the run key), so a re-run can tell
     "done, nothing to write" from "never ran".
     """
-    import pyarrow as pa
-    from ray.data import SaveMode
 
     name = table or spec.output_table
     catalog = spec.load_catalog()
@@ -339,35 +362,111 @@ def commit_exactly_once(
         if schema is not None:
             # Conform every block to the declared schema (column order, units, time zones).
             ds = ds.map_batches(_Conform(schema), batch_format="pyarrow")
-        kwargs: dict[str, Any] = {}
-        if spec.mode == "overwrite":
-            kwargs["mode"] = SaveMode.OVERWRITE
-            if spec.slice_filter:
-                from ray.data.expressions import col
-
-                column, value = spec.slice_filter["column"], spec.slice_filter["value"]
-                kwargs["overwrite_filter"] = col(column) == value
-        elif spec.mode == "upsert":
-            kwargs["mode"] = SaveMode.UPSERT
-            kwargs["upsert_kwargs"] = {"join_cols": spec.keys}
-        ds.write_iceberg(name, catalog_kwargs=spec.catalog_kwargs(), snapshot_properties=props, **kwargs)
-        tbl = catalog.load_table(name)
-    if find_committed(tbl, spec.run_key) is None:
-        # Nothing to write (Ray commits nothing for an empty dataset): record completion anyway.
-        empty = pa.Table.from_pylist([], schema=_arrow_schema(tbl))
-        if spec.mode == "overwrite" and spec.slice_filter:
-            tbl.overwrite(
-                empty, overwrite_filter=_slice_expression(spec.slice_filter), snapshot_properties=props
-            )
-        elif spec.mode == "overwrite":
-            tbl.overwrite(empty, snapshot_properties=props)
-        else:
-            tbl.append(empty, snapshot_properties=props)
+    skipped = False
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            if ds is not None:
+                _write(spec, ds, name, props)
+                tbl = catalog.load_table(name)
+            if find_committed(tbl, spec.run_key) is None:
+                # Nothing to write (Ray commits nothing for an empty dataset): record completion
+                # anyway. The check and the commit share one base: pyiceberg asserts it.
+                _commit_empty(spec, tbl, props)
+            break
+        except _AlreadyCommitted:
+            skipped = True
+            break
+        except Exception as err:
+            if not _is_commit_conflict(err) or attempt == COMMIT_ATTEMPTS:
+                raise
+            # Another writer committed since our base snapshot: if it wrote this run key, the run
+            # is done (our data files stay unreferenced); otherwise write again on the new head.
+            tbl = catalog.load_table(name)
+            if find_committed(tbl, spec.run_key) is not None:
+                skipped = True
+                break
+            print(f"{name}: commit conflict with a concurrent writer, attempt {attempt + 1}", flush=True)
     tbl = catalog.load_table(name)
     snap = find_committed(tbl, spec.run_key)
     if snap is None:
         raise StageError(f"wrote {name} but found no snapshot carrying run key {spec.run_key}")
-    return {"table": name, "snapshot_id": snap.snapshot_id, "rows": _added_records(snap), "skipped": False}
+    return {"table": name, "snapshot_id": snap.snapshot_id, "rows": _added_records(snap), "skipped": skipped}
+
+
+#: Writes retried after a commit conflict with an unrelated concurrent writer.
+COMMIT_ATTEMPTS = 4
+
+
+class _AlreadyCommitted(Exception):
+    """The run key appeared on the write's base snapshot: nothing was written."""
+
+
+def _write(spec: StageSpec, ds: Any, name: str, props: dict[str, str]) -> None:
+    """``write_iceberg``, with the run-key check on the very snapshot the commit is based on.
+
+    Ray's Iceberg sink loads the table when the write starts and commits against that base
+    (pyiceberg asserts that ``main`` has not moved). Checking the run key on that same base makes
+    "check, then write" atomic: a concurrent commit after the check fails our commit instead of
+    duplicating rows.
+    """
+    from ray.data import SaveMode
+    from ray.data._internal.datasource.iceberg_datasink import IcebergDatasink
+
+    run_key = spec.run_key
+
+    class RunKeyGuardedSink(IcebergDatasink):
+        def on_write_start(self, schema: Any = None) -> None:
+            super().on_write_start(schema)
+            if find_committed(self._table, run_key) is not None:
+                raise _AlreadyCommitted(run_key)
+
+    kwargs: dict[str, Any] = {}
+    if spec.mode == "overwrite":
+        kwargs["mode"] = SaveMode.OVERWRITE
+        if spec.slice_filter:
+            from ray.data.expressions import col
+
+            column, value = spec.slice_filter["column"], spec.slice_filter["value"]
+            kwargs["overwrite_filter"] = col(column) == value
+    elif spec.mode == "upsert":
+        kwargs["mode"] = SaveMode.UPSERT
+        kwargs["upsert_kwargs"] = {"join_cols": spec.keys}
+    sink = RunKeyGuardedSink(name, catalog_kwargs=spec.catalog_kwargs(), snapshot_properties=props, **kwargs)
+    try:
+        ds.write_datasink(sink)
+    except Exception as err:
+        if _caused_by(err, _AlreadyCommitted):
+            raise _AlreadyCommitted(run_key) from None
+        raise
+
+
+def _commit_empty(spec: StageSpec, tbl: Any, props: dict[str, str]) -> None:
+    import pyarrow as pa
+
+    empty = pa.Table.from_pylist([], schema=_arrow_schema(tbl))
+    if spec.mode == "overwrite" and spec.slice_filter:
+        tbl.overwrite(empty, overwrite_filter=_slice_expression(spec.slice_filter), snapshot_properties=props)
+    elif spec.mode == "overwrite":
+        tbl.overwrite(empty, snapshot_properties=props)
+    else:
+        tbl.append(empty, snapshot_properties=props)
+
+
+def _caused_by(err: BaseException, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    node: BaseException | None = err
+    while node is not None and id(node) not in seen:
+        if isinstance(node, kind):
+            return True
+        seen.add(id(node))
+        node = node.__cause__ or node.__context__
+    return False
+
+
+def _is_commit_conflict(err: BaseException) -> bool:
+    from pyiceberg.exceptions import CommitFailedException
+
+    return _caused_by(err, CommitFailedException) or "CommitFailedException" in str(err)
 
 
 class _Conform:

@@ -1,0 +1,61 @@
+"""Exactly-once against a concurrent writer: the run-key check and the commit share one base snapshot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from ray_operators.jobs.lakehouse import StageSpec
+from ray_operators.jobs.result import parse_result
+from tests.conftest import wait_for
+from tests.iceberg_helpers import catalog_properties
+
+pytestmark = pytest.mark.integration
+JOB = "race_commit.py"
+
+
+def _race(hook, iceberg, tmp_path, which: str, table: str) -> dict:
+    iceberg.catalog.create_namespace_if_not_exists("race")
+    iceberg.catalog.create_table(table, schema=pa.schema([("id", pa.int64())]))
+    spec = StageSpec.from_json(
+        {
+            "stage": "preprocess",
+            "catalog_name": iceberg.conn_id,
+            "catalog_properties": catalog_properties(iceberg.root),
+            "output_table": table,
+            "run": {"run_key": f"race/{which}/run=1", "dag_id": "t", "run_id": "r", "task_id": "w"},
+        }
+    )
+    marker = tmp_path / which
+    marker.mkdir()
+    sid = hook.submit_job(
+        entrypoint=f"python {JOB} {spec.encode()} {which} {marker}",
+        submission_id=f"race-{which}",
+        runtime_env={"working_dir": str(Path(__file__).resolve().parents[1] / "jobs")},
+    )
+    wait_for(lambda: hook.get_job_info(sid)["status"] in ("SUCCEEDED", "FAILED"), 240, interval=1, what=sid)
+    logs = hook.get_job_logs(sid)
+    assert hook.get_job_info(sid)["status"] == "SUCCEEDED", logs[-3000:]
+    assert (marker / "committed").exists(), "the concurrent writer never ran"
+    return parse_result(logs)
+
+
+def test_same_run_key_committed_during_the_write_is_not_duplicated(
+    airflow_db, ray_head, hook, iceberg, tmp_path
+):
+    out = _race(hook, iceberg, tmp_path, "same", "race.same")
+    # The other try's rows won; ours were never committed.
+    assert out["ids"] == [-3, -2, -1]
+    assert out["snapshots_with_key"] == 1
+    assert out["result"]["skipped"] is True
+
+
+def test_unrelated_concurrent_commit_is_kept_and_ours_lands_once(
+    airflow_db, ray_head, hook, iceberg, tmp_path
+):
+    out = _race(hook, iceberg, tmp_path, "other", "race.other")
+    assert out["ids"] == [-3, -2, -1, *range(50)]
+    assert out["snapshots_with_key"] == 1
+    assert out["result"]["skipped"] is False and out["result"]["rows"] == 50
