@@ -15,6 +15,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def all_catalog_properties(iceberg_conn_id: str) -> dict[str, str]:
+    """Every catalog property of an ``iceberg`` connection, secrets included (for local use only)."""
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(iceberg_conn_id)
+    props = {str(k): str(v) for k, v in (conn.extra_dejson or {}).items()}
+    if conn.host:
+        props["uri"] = conn.host.rstrip("/")
+    props.setdefault("type", "rest")
+    return props
+
+
 def catalog_properties(iceberg_conn_id: str) -> dict[str, str]:
     """Catalog properties of an ``iceberg`` connection, the way ``IcebergHook`` builds them, minus secrets.
 
@@ -23,14 +35,9 @@ def catalog_properties(iceberg_conn_id: str) -> dict[str, str]:
     (instance roles, or environment variables set on the Ray nodes, e.g. ``AWS_ACCESS_KEY_ID`` for
     S3 and ``PYICEBERG_CATALOG__<NAME>__CREDENTIAL`` for a REST catalog).
     """
-    from airflow.sdk import BaseHook
-
-    conn = BaseHook.get_connection(iceberg_conn_id)
-    props = {str(k): str(v) for k, v in (conn.extra_dejson or {}).items()}
-    if conn.host:
-        props["uri"] = conn.host.rstrip("/")
-    props.setdefault("type", "rest")
     from ray_operators.jobs.lakehouse import secret_problem
+
+    props = all_catalog_properties(iceberg_conn_id)
 
     safe = {}
     for key, value in props.items():
@@ -126,9 +133,7 @@ class LakehouseStageOperator(RayJobOperator):
         from ray_operators.jobs.lakehouse import StageSpec, TableInput
 
         inputs = [TableInput(**item) for item in _as_list(self.inputs)]
-        snapshot_ids = [
-            i.to_snapshot_id or i.snapshot_id for i in inputs if (i.to_snapshot_id or i.snapshot_id)
-        ]
+        snapshot_ids = [s for i in inputs for s in i.identity()]
         ti = context["ti"]
         spec = StageSpec(
             stage=self.stage,

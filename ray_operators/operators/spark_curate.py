@@ -1,0 +1,144 @@
+"""The Spark variant of the curate stage, through the Spark provider's ``SparkSubmitOperator``.
+
+Needs the ``spark`` extra (``apache-airflow-providers-apache-spark``) and a ``spark`` connection.
+The Spark cluster needs the Iceberg Spark runtime (``packages`` defaults to
+:data:`ray_operators.spark.conf.ICEBERG_SPARK_PACKAGES`) and Python 3.11 with pyarrow.
+
+What the operator adds to ``SparkSubmitOperator``:
+- the stage spec (same contract and run key as :class:`LakehouseStageOperator`), passed as
+  ``--spec``; the application is :mod:`ray_operators.spark.curate_spark_logs` and this package
+  travels as a zip on ``--py-files``;
+- ``spark.sql.catalog.<iceberg_conn_id>.*`` from the ``iceberg`` connection, so Spark writes the
+  very catalog Airflow's sensors read. Secret catalog properties (S3 keys, REST credentials,
+  database passwords) go into a private ``--properties-file`` (mode 0600, deleted after the run),
+  never onto the command line;
+- the output table as an outlet asset, so a sensor or an asset-driven pipeline downstream of a
+  Spark-curated table works exactly as for the Ray variant.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+try:
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+except ImportError as err:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "SparkCurateOperator needs the Spark provider: pip install 'airflow-provider-ray-lakehouse[spark]'"
+    ) from err
+
+from ray_operators.assets import iceberg_asset
+from ray_operators.operators.lakehouse import all_catalog_properties, catalog_properties, run_key_for
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+APPLICATION = str(Path(__file__).resolve().parents[1] / "spark" / "curate_spark_logs.py")
+
+
+def package_zip(folder: str | os.PathLike[str]) -> str:
+    """Zip ``ray_operators`` (Python sources only) into ``folder`` for ``--py-files``."""
+    package = Path(__file__).resolve().parents[1]
+    target = Path(folder) / "ray_operators.zip"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(package.rglob("*.py")):
+            archive.write(path, Path("ray_operators") / path.relative_to(package))
+    return str(target)
+
+
+class SparkCurateOperator(SparkSubmitOperator):
+    """
+    Curate raw Spark application logs into Iceberg tables with a Spark job.
+
+    :param output_table: ``namespace.table`` to write (templated); ``_quarantine`` and
+        ``_processing`` tables are written next to it.
+    :param raw_paths: the raw root holding ``spark-*`` folders (templated; ``s3a://`` on a cluster).
+    :param iceberg_conn_id: the ``iceberg`` connection; its id is the Spark catalog name.
+    :param run_key: override the run key (templated); see ``run_key_for``.
+    Other keyword arguments go to ``SparkSubmitOperator`` (``conn_id``, ``packages``, resources...).
+    """
+
+    template_fields: Sequence[str] = (
+        *SparkSubmitOperator.template_fields,
+        "output_table",
+        "raw_paths",
+        "run_key",
+    )
+
+    def __init__(
+        self,
+        *,
+        output_table: str,
+        raw_paths: str | list[str],
+        iceberg_conn_id: str = "iceberg_default",
+        run_key: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        from ray_operators.spark.conf import ICEBERG_SPARK_PACKAGES
+
+        kwargs.setdefault("application", APPLICATION)
+        kwargs.setdefault("packages", ICEBERG_SPARK_PACKAGES)
+        kwargs.setdefault("outlets", [iceberg_asset(output_table, iceberg_conn_id=iceberg_conn_id)])
+        kwargs.setdefault("name", "curate-{{ ti.dag_id }}-{{ ti.task_id }}")
+        super().__init__(**kwargs)
+        self.output_table = output_table
+        self.raw_paths = raw_paths
+        self.iceberg_conn_id = iceberg_conn_id
+        self.run_key = run_key
+
+    def build_spec(self, context: Context) -> str:
+        from ray_operators.jobs.lakehouse import StageSpec
+
+        raw = [self.raw_paths] if isinstance(self.raw_paths, str) else list(self.raw_paths)
+        ti = context["ti"]
+        spec = StageSpec(
+            stage="curate",
+            catalog_name=self.iceberg_conn_id,
+            catalog_properties=catalog_properties(self.iceberg_conn_id),
+            output_table=self.output_table,
+            raw_paths=[str(p) for p in raw],
+            run={
+                "run_key": self.run_key or run_key_for(context, self.task_id),
+                "dag_id": ti.dag_id,
+                "run_id": ti.run_id,
+                "task_id": ti.task_id,
+            },
+        )
+        return spec.encode()
+
+    def execute(self, context: Context) -> None:
+        from ray_operators.spark.conf import spark_catalog_conf
+
+        public, secret = spark_catalog_conf(
+            self.iceberg_conn_id, all_catalog_properties(self.iceberg_conn_id)
+        )
+        self.conf = {**(self.conf or {}), **public}
+        self.application_args = [*(self.application_args or []), "--spec", self.build_spec(context)]
+        with tempfile.TemporaryDirectory(prefix="spark-curate-") as scratch:
+            self.py_files = ",".join(p for p in (self.py_files, package_zip(scratch)) if p)
+            if secret:
+                if self.properties_file:
+                    raise ValueError(
+                        f"{self.task_id}: the iceberg connection has secret properties, which this operator "
+                        "writes to its own --properties-file; remove properties_file or move its settings to conf"
+                    )
+                path = Path(scratch) / "catalog.properties"
+                path.touch(mode=0o600)
+                path.write_text("".join(f"{k} {_escape(v)}\n" for k, v in sorted(secret.items())))
+                self.properties_file = str(path)
+            self._hook = None  # built from the settings above
+            try:
+                return super().execute(context)
+            finally:
+                if secret:
+                    self.properties_file = None
+
+
+def _escape(value: str) -> str:
+    """A Java properties value: backslashes and line breaks escaped."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
