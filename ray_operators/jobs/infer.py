@@ -76,8 +76,8 @@ def pick_model(spec: StageSpec) -> dict[str, Any]:
 def run(spec: StageSpec) -> dict[str, Any]:
     from ray.data import ActorPoolStrategy
 
-    if len(spec.inputs) != 1 or spec.inputs[0].snapshot_id is None:
-        raise StageError("infer reads exactly one feature table pinned to a snapshot_id")
+    if len(spec.inputs) != 1 or not spec.inputs[0].identity():
+        raise StageError("infer reads exactly one pinned input (a snapshot_id, a range or snapshot_ids)")
     p = spec.params
     model = pick_model(spec)
     features = json.loads(model["feature_columns"])
@@ -87,7 +87,7 @@ def run(spec: StageSpec) -> dict[str, Any]:
     tag = {
         "model_name": model["model_name"],
         "model_version": int(model["model_version"]),
-        "input_snapshot_id": int(item.snapshot_id),
+        "input_snapshot_id": int(item.identity()[-1]),
     }
     predictions = ds.map_batches(
         Predictor,

@@ -96,6 +96,12 @@ class ApplyBuiltins:
         return batch
 
 
+def _add_constant(batch: Any, *, column: str, value: Any) -> Any:
+    import pyarrow as pa
+
+    return batch.append_column(column, pa.array([value] * batch.num_rows))
+
+
 def apply_user_transforms(ds: Any, transforms: list[dict[str, Any]]) -> Any:
     for item in transforms:
         fn = load_callable(item["fn"])
@@ -131,6 +137,14 @@ def run(spec: StageSpec) -> dict[str, Any]:
     builtins = [k for k in ("standardize", "minmax", "categorical", "tokenize") if params.get(k)]
     if builtins and rows_in:
         ds = ds.map_batches(ApplyBuiltins(params, stats), batch_format="pandas", batch_size=4096)
+    if rows_in and spec.slice_filter and spec.slice_filter["column"] not in ds.schema().names:
+        # The run's slice (e.g. its data-interval date) tags every row it writes, so an overwrite
+        # of that slice replaces exactly this run's output on a replay or a backfill.
+        ds = ds.map_batches(
+            _add_constant,
+            fn_kwargs={"column": spec.slice_filter["column"], "value": spec.slice_filter["value"]},
+            batch_format="pyarrow",
+        )
     ds = ds.materialize()
     schema = ds.schema().base_schema if rows_in else None
     if schema is not None:

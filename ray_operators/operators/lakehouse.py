@@ -84,6 +84,9 @@ class LakehouseStageOperator(RayJobOperator):
     :param slice_filter: ``{"column", "value"}``: the slice an overwrite replaces (templated).
     :param stage_params: stage parameters (templated).
     :param iceberg_conn_id: the ``iceberg`` connection whose catalog the job opens.
+    :param input_refs: inputs resolved at run time instead of ``inputs``: each ``{"table", "read",
+        "source", "columns", "row_filter", "slice_column"}`` (see ``ray_operators.operators.inputs``;
+        generated pipelines use these). The run key then follows the resolved snapshots.
     :param run_key: override the run key (templated); see :func:`run_key_for`.
     :param ship_package: send this package to the cluster with ``runtime_env["py_modules"]`` (for a
         stock Ray cluster that lacks it).
@@ -97,7 +100,14 @@ class LakehouseStageOperator(RayJobOperator):
         "slice_filter",
         "stage_params",
         "run_key",
+        "input_refs",
     )
+    template_fields_renderers = {
+        **RayJobOperator.template_fields_renderers,
+        "stage_params": "json",
+        "inputs": "json",
+        "input_refs": "json",
+    }
 
     def __init__(
         self,
@@ -113,6 +123,7 @@ class LakehouseStageOperator(RayJobOperator):
         iceberg_conn_id: str = "iceberg_default",
         run_key: str | None = None,
         ship_package: bool = False,
+        input_refs: list[dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", [iceberg_asset(output_table, iceberg_conn_id=iceberg_conn_id)])
@@ -128,13 +139,25 @@ class LakehouseStageOperator(RayJobOperator):
         self.iceberg_conn_id = iceberg_conn_id
         self.run_key = run_key
         self.ship_package = ship_package
+        self.input_refs = input_refs
 
     def build_spec(self, context: Context) -> dict[str, Any]:
         from ray_operators.jobs.lakehouse import StageSpec, TableInput
 
-        inputs = [TableInput(**item) for item in _as_list(self.inputs)]
+        identity = None
+        if self.input_refs:
+            from ray_operators.operators.inputs import resolve_inputs
+
+            resolved, identity = resolve_inputs(self.input_refs, context, self.iceberg_conn_id)
+            inputs = [TableInput(**item) for item in resolved]
+            self.log.info("Inputs resolved: %s", [i.__dict__ for i in inputs])
+        else:
+            inputs = [TableInput(**item) for item in _as_list(self.inputs)]
         snapshot_ids = [s for i in inputs for s in i.identity()]
         ti = context["ti"]
+        run_key = self.run_key
+        if not run_key and identity:
+            run_key = f"{ti.dag_id}/{self.task_id}/{identity}"
         spec = StageSpec(
             stage=self.stage,
             catalog_name=self.iceberg_conn_id,
@@ -146,7 +169,7 @@ class LakehouseStageOperator(RayJobOperator):
             keys=list(self.keys),
             slice_filter=self.slice_filter,
             run={
-                "run_key": self.run_key or run_key_for(context, self.task_id, snapshot_ids),
+                "run_key": run_key or run_key_for(context, self.task_id, snapshot_ids),
                 "dag_id": ti.dag_id,
                 "run_id": ti.run_id,
                 "task_id": ti.task_id,

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 CURSOR_KEY = "iceberg_cursor"
-START_FROM = ("auto", "data_interval", "previous_run", "latest")
+START_FROM = ("auto", "data_interval", "previous_run", "latest", "incremental")
 
 
 class IcebergSnapshotSensor(BaseSensorOperator):
@@ -48,6 +48,9 @@ class IcebergSnapshotSensor(BaseSensorOperator):
        run of this task ended at;
     5. ``start_from="latest"`` (and the last resort): the head when the sensor starts.
 
+    ``start_from="incremental"``: the previous run's cursor like ``previous_run``, but a first run
+    (no previous cursor) starts before the first snapshot, so it takes the table's whole history.
+
     Deferrable by default; ``deferrable=False`` pokes in a worker (``mode="poke"`` or
     ``"reschedule"``). ``timeout``, ``soft_fail`` and ``poke_interval`` behave as in Airflow's own
     sensors. A rollback of the branch is not new data: the sensor logs it and waits on from the new
@@ -60,9 +63,12 @@ class IcebergSnapshotSensor(BaseSensorOperator):
     :param ignore_summary: skip snapshots whose summary has all these key/values (templated).
     :param min_added_records: skip snapshots that added fewer records.
     :param since_snapshot_id: explicit starting snapshot (templated).
-    :param start_from: ``auto``, ``data_interval``, ``previous_run`` or ``latest``.
+    :param start_from: ``auto``, ``data_interval``, ``previous_run``, ``latest`` or ``incremental``.
     :param deferrable: wait in the triggerer (default True).
     :param fail_on_rollback: fail instead of waiting on when the branch is rolled back.
+    :param reprocess_params: when the run's params name snapshots to reprocess (``snapshot_ids``,
+        or ``from_snapshot_id``/``to_snapshot_id``, optionally with ``input_table``), return them at
+        once instead of waiting: a UI trigger that reprocesses given snapshots.
     """
 
     template_fields: Sequence[str] = ("table", "branch", "since_snapshot_id", "ignore_summary")
@@ -81,6 +87,7 @@ class IcebergSnapshotSensor(BaseSensorOperator):
         start_from: str = "auto",
         deferrable: bool = True,
         fail_on_rollback: bool = False,
+        reprocess_params: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -96,12 +103,28 @@ class IcebergSnapshotSensor(BaseSensorOperator):
         self.start_from = start_from
         self.deferrable = deferrable
         self.fail_on_rollback = fail_on_rollback
+        self.reprocess_params = reprocess_params
         self._watch: Any = None
 
     # ---- entry points ----------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
         parse_table_name(self.table)
+        if self.reprocess_params:
+            from ray_operators.operators.inputs import requested_snapshots
+
+            requested = requested_snapshots(context.get("params"), self.table, entry=True)
+            if requested is not None:
+                self.log.info("Reprocessing %s as the run's params ask: %s", self.table, requested)
+                return {
+                    "table": self.table,
+                    "branch": self.branch,
+                    "kind": "requested",
+                    "iceberg_conn_id": self.iceberg_conn_id,
+                    "snapshots": [],
+                    "snapshot_ids": requested.get("snapshot_ids", []),
+                    **{k: v for k, v in requested.items() if k != "snapshot_ids"},
+                }
         if not self.deferrable:
             return super().execute(context)
         done = self.poke(context)
@@ -223,6 +246,9 @@ class IcebergSnapshotSensor(BaseSensorOperator):
             )
         if mode == "data_interval" and start is not None:
             return self._current_at(metadata, int(start.timestamp() * 1000))
+        if mode == "incremental":
+            # After the previous run's last snapshot; the first run takes the whole history.
+            return self._previous_run_cursor(context) or EMPTY
         if mode in ("previous_run", "data_interval"):
             previous = self._previous_run_cursor(context)
             if previous is not None:
