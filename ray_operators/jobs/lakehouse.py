@@ -212,7 +212,14 @@ def read_pinned(spec: StageSpec, item: TableInput):
         )
     kwargs: dict[str, Any] = {}
     if item.row_filter:
-        kwargs["row_filter"] = item.row_filter
+        from pyiceberg.expressions.parser import parse
+
+        try:
+            kwargs["row_filter"] = parse(item.row_filter)  # Ray hands strings to pyiceberg unparsed
+        except Exception as err:
+            raise StageError(
+                f"input {item.table}: row_filter {item.row_filter!r} does not parse: {err}"
+            ) from None
     if item.columns:
         kwargs["selected_fields"] = tuple(item.columns)
     ds = ray.data.read_iceberg(
@@ -366,7 +373,7 @@ def commit_exactly_once(
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         try:
             if ds is not None:
-                _write(spec, ds, name, props)
+                _write(spec, ds, name, props, data_schema)
                 tbl = catalog.load_table(name)
             if find_committed(tbl, spec.run_key) is None:
                 # Nothing to write (Ray commits nothing for an empty dataset): record completion
@@ -401,13 +408,18 @@ class _AlreadyCommitted(Exception):
     """The run key appeared on the write's base snapshot: nothing was written."""
 
 
-def _write(spec: StageSpec, ds: Any, name: str, props: dict[str, str]) -> None:
+def _write(spec: StageSpec, ds: Any, name: str, props: dict[str, str], schema: Any = None) -> None:
     """``write_iceberg``, with the run-key check on the very snapshot the commit is based on.
 
     Ray's Iceberg sink loads the table when the write starts and commits against that base
     (pyiceberg asserts that ``main`` has not moved). Checking the run key on that same base makes
     "check, then write" atomic: a concurrent commit after the check fails our commit instead of
     duplicating rows.
+
+    The table's schema is evolved (if at all) from ``schema``, the data's schema checked by
+    :func:`validate_schema`, not from what Ray hands ``on_write_start``: when Ray fuses the write
+    with the maps before it, that is the schema of the fused operator's *input* (in curate: the
+    parsed-line records, whose all-null ``reason`` column Iceberg v2 cannot even store).
     """
     from ray.data import SaveMode
     from ray.data._internal.datasource.iceberg_datasink import IcebergDatasink
@@ -415,7 +427,7 @@ def _write(spec: StageSpec, ds: Any, name: str, props: dict[str, str]) -> None:
     run_key = spec.run_key
 
     class RunKeyGuardedSink(IcebergDatasink):
-        def on_write_start(self, schema: Any = None) -> None:
+        def on_write_start(self, _fused_input_schema: Any = None) -> None:
             super().on_write_start(schema)
             if find_committed(self._table, run_key) is not None:
                 raise _AlreadyCommitted(run_key)

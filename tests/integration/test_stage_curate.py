@@ -36,6 +36,12 @@ def test_curate_types_good_lines_quarantines_bad_ones_and_tags_lineage(
     reasons = [r.split(":")[0] for r in quarantine.column("reason").to_pylist()]
     assert {k: reasons.count(k) for k in counts["bad"]} == counts["bad"]
     assert logs.schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
+    # Exactly the declared columns: nothing of the parsed-line records leaks into the table schema.
+    from ray_operators.jobs.curate import schemas
+
+    for table, declared in zip(("logs.spark", "logs.spark_quarantine"), schemas()[:2], strict=True):
+        columns = [f.name for f in iceberg.catalog.load_table(table).schema().fields]
+        assert columns == declared.names
     assert set(logs.column("spark_role").to_pylist()) == {"driver", "executor"}
     # Lineage and identity in the snapshot summary.
     snap = iceberg.catalog.load_table("logs.spark").metadata.snapshot_by_id(result["output"]["snapshot_id"])
