@@ -149,9 +149,19 @@ def run(spec: StageSpec) -> dict[str, Any]:
     schema = ds.schema().base_schema if rows_in else None
     if schema is not None:
         ensure_table(spec, spec.output_table, schema)
-    else:
-        # Nothing to derive a schema from: the table must exist already to record completion.
-        spec.load_catalog().load_table(spec.output_table)
+    elif not spec.load_catalog().table_exists(spec.output_table):
+        # No rows and no table: there is no schema to create it with. Nothing was written, and a
+        # re-run finds the same nothing, so this is still exactly once; the table comes with data.
+        print(f"no input rows and {spec.output_table} does not exist yet: nothing to write", flush=True)
+        return {
+            "stage": "preprocess",
+            "input": spec.inputs[0].__dict__,
+            "incremental_files": files,
+            "output": {"table": spec.output_table, "snapshot_id": None, "rows": 0, "skipped": True},
+            "rows_in": 0,
+            "rows_out": 0,
+            "stats": stats,
+        }
     print(ds.stats(), flush=True)
     result = commit_exactly_once(
         spec,
