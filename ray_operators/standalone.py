@@ -123,15 +123,25 @@ class StandaloneAirflow:
         except sqlite3.OperationalError:
             return []
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run an ``airflow`` CLI command against this stack."""
-        return subprocess.run(
-            [str(Path(sys.executable).parent / "airflow"), *args],
-            env=self.environment(),
-            capture_output=True,
-            text=True,
-            check=check,
-        )
+    def cli(self, *args: str, check: bool = True, attempts: int = 5) -> subprocess.CompletedProcess[str]:
+        """Run an ``airflow`` CLI command against this stack.
+
+        SQLite allows one writer at a time and the scheduler writes often: a command that finds
+        the database locked is tried again (``attempts`` times in all).
+        """
+        for attempt in range(1, attempts + 1):
+            done = subprocess.run(
+                [str(Path(sys.executable).parent / "airflow"), *args],
+                env=self.environment(),
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode == 0 or "database is locked" not in done.stderr or attempt == attempts:
+                break
+            time.sleep(2 * attempt)
+        if check:
+            done.check_returncode()
+        return done
 
     def stop(self, grace: float = 30.0) -> None:
         process, self.process = self.process, None

@@ -23,9 +23,9 @@ def get_dag(dag_id: str, folder: Path = TEST_DAGS):
     return dag
 
 
-def run_dag(dag_id: str, logical_date: datetime | None = None, **kwargs: Any):
+def run_dag(dag_id: str, logical_date: datetime | None = None, folder: Path = TEST_DAGS, **kwargs: Any):
     """``dag.test()`` in this process; returns the DagRun."""
-    dag = get_dag(dag_id)
+    dag = get_dag(dag_id, folder)
     if logical_date is None:
         return dag.test(**kwargs)
     # The run id derives from run_after: pin both so a second call reuses the same run.

@@ -31,6 +31,8 @@ os.environ.update(
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "RAY_USAGE_STATS_ENABLED": "0",
+        # The shipped pipeline specs read their raw data from here (make demo / make airflow set it).
+        "LAKEHOUSE_RAW_ROOT": os.path.join(_AIRFLOW_HOME, "raw"),
     }
 )
 os.environ.pop("RAY_ADDRESS", None)

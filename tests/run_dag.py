@@ -1,4 +1,4 @@
-"""Child-process entry point for tests: ``python run_dag.py DAG_ID LOGICAL_DATE``."""
+"""Child-process entry point for tests: ``python run_dag.py DAG_ID LOGICAL_DATE [DAGS_FOLDER]``."""
 
 from __future__ import annotations
 
@@ -11,5 +11,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.airflow_helpers import run_dag
 
 if __name__ == "__main__":
-    run = run_dag(sys.argv[1], datetime.fromisoformat(sys.argv[2]))
+    extra = {"folder": Path(sys.argv[3])} if len(sys.argv) > 3 else {}
+    run = run_dag(sys.argv[1], datetime.fromisoformat(sys.argv[2]), **extra)
     print(f"DAG RUN STATE {run.state}", flush=True)

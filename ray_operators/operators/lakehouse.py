@@ -89,7 +89,8 @@ class LakehouseStageOperator(RayJobOperator):
         generated pipelines use these). The run key then follows the resolved snapshots.
     :param run_key: override the run key (templated); see :func:`run_key_for`.
     :param ship_package: send this package to the cluster with ``runtime_env["py_modules"]`` (for a
-        stock Ray cluster that lacks it).
+        stock Ray cluster that lacks it). Default: the ``RAY_LAKEHOUSE_SHIP_PACKAGE`` environment
+        variable (``true`` in the docker-compose stack).
     """
 
     template_fields: Sequence[str] = (
@@ -122,7 +123,7 @@ class LakehouseStageOperator(RayJobOperator):
         stage_params: dict[str, Any] | None = None,
         iceberg_conn_id: str = "iceberg_default",
         run_key: str | None = None,
-        ship_package: bool = False,
+        ship_package: bool | None = None,
         input_refs: list[dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -138,6 +139,10 @@ class LakehouseStageOperator(RayJobOperator):
         self.stage_params = stage_params or {}
         self.iceberg_conn_id = iceberg_conn_id
         self.run_key = run_key
+        if ship_package is None:
+            import os
+
+            ship_package = os.environ.get("RAY_LAKEHOUSE_SHIP_PACKAGE", "").lower() in ("1", "true", "yes")
         self.ship_package = ship_package
         self.input_refs = input_refs
 

@@ -115,10 +115,13 @@ def build_dag(loaded: LoadedPipeline, graph: PipelineGraph | None = None) -> Any
     from datetime import timedelta
 
     default_args["retry_delay"] = timedelta(seconds=default_args.pop("retry_delay_seconds"))
+    # One Asset object per table: an inlet declared without the watcher would replace the
+    # scheduled asset's watcher when Airflow collects the DAG's assets.
+    assets: dict[str, Any] = {}
     dag = DAG(
         dag_id=graph.dag_id,
         description=args["description"],
-        schedule=_schedule(graph.schedule),
+        schedule=_schedule(graph.schedule, assets),
         start_date=start,
         catchup=bool(graph.schedule.get("catchup", False)),
         tags=args["tags"],
@@ -131,14 +134,14 @@ def build_dag(loaded: LoadedPipeline, graph: PipelineGraph | None = None) -> Any
     tasks: dict[str, Any] = {}
     with dag:
         for node in graph.tasks:
-            tasks[node.task_id] = _operator(node)
+            tasks[node.task_id] = _operator(node, assets)
     for node in graph.tasks:
         for up in node.upstream:
             tasks[up] >> tasks[node.task_id]
     return dag
 
 
-def _schedule(schedule: dict[str, Any]) -> Any:
+def _schedule(schedule: dict[str, Any], registry: dict[str, Any]) -> Any:
     if schedule["kind"] == "cron":
         cron = schedule["cron"]
         if cron in ("@once", "@continuous"):
@@ -162,6 +165,7 @@ def _schedule(schedule: dict[str, Any]) -> Any:
             )
             for t in schedule["tables"]
         ]
+        registry.update({t["table"]: a for t, a in zip(schedule["tables"], assets, strict=True)})
         if len(assets) == 1:
             return assets
         from airflow.sdk import AssetAny
@@ -181,21 +185,29 @@ def _params(params: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _operator(node: Any) -> Any:
+def _operator(node: Any, registry: dict[str, Any]) -> Any:
     module, _, name = node.operator.rpartition(".")
     cls = getattr(import_module(module), name)
     kwargs = dict(node.arguments)
     from ray_operators.assets import iceberg_asset
 
     conn = kwargs.get("iceberg_conn_id", "iceberg_default")
+
+    def asset(table: str) -> Any:
+        if table not in registry:
+            registry[table] = iceberg_asset(table, iceberg_conn_id=conn)
+        return registry[table]
+
     inlets = kwargs.pop("inlet_tables", None)
     outlets = kwargs.pop("outlet_tables", None)
     if inlets is not None:
-        kwargs["inlets"] = [iceberg_asset(t, iceberg_conn_id=conn) for t in inlets]
+        kwargs["inlets"] = [asset(t) for t in inlets]
     if outlets is not None:
-        kwargs["outlets"] = [iceberg_asset(t, iceberg_conn_id=conn) for t in outlets]
-    if node.operator.endswith("LakehouseStageOperator") and node.reads:
-        kwargs["inlets"] = [iceberg_asset(t, iceberg_conn_id=conn) for t in node.reads if t]
+        kwargs["outlets"] = [asset(t) for t in outlets]
+    if node.operator.endswith("LakehouseStageOperator"):
+        if node.reads:
+            kwargs["inlets"] = [asset(t) for t in node.reads if t]
+        kwargs["outlets"] = [asset(kwargs["output_table"])]
     return cls(task_id=node.task_id, **kwargs)
 
 

@@ -200,7 +200,11 @@ def _output_arguments(output: Any) -> dict[str, Any]:
     if output.keys:
         args["keys"] = list(output.keys)
     if output.slice_column:
-        args["slice_filter"] = {"column": output.slice_column, "value": "{{ ds }}"}
+        # The interval's start date (a manual run's `ds` is its trigger date, not its interval's).
+        args["slice_filter"] = {
+            "column": output.slice_column,
+            "value": "{{ (data_interval_start or logical_date).strftime('%Y-%m-%d') }}",
+        }
     return args
 
 
@@ -249,6 +253,13 @@ def _task(stage: Any, pipeline: Pipeline, up: list[Any], watched: set[str]) -> T
     if kind == "curate":
         args.update(_output_arguments(stage.output))
         args["raw_paths"] = list(stage.raw_paths)
+        if stage.format != "spark_logs":
+            args["stage_params"] = {
+                "format": stage.format,
+                "schema": dict(stage.schema_ or {}),
+                **({"required": list(stage.required)} if stage.required else {}),
+                **({"pattern": stage.pattern} if stage.pattern else {}),
+            }
         return TaskNode(stage.name, kind, STAGE_OPERATOR, args, writes=stage_writes(stage))
     if kind == "preprocess":
         args["input_refs"] = [_input_ref(stage.input, up, watched)]

@@ -160,7 +160,7 @@ class Output(Strict):
     mode: Literal["append", "overwrite", "upsert"] = "append"
     keys: list[str] | None = None
     slice_column: str | None = Field(
-        None, description="overwrite only this column's slice: the run's data interval start (`ds`)"
+        None, description="overwrite only this column's slice: the run's data interval start date"
     )
 
     @model_validator(mode="before")
@@ -200,8 +200,28 @@ class CurateStage(StageBase):
         min_length=1, description="raw roots; relative paths are relative to the spec file"
     )
     output: Output
+    format: Literal["spark_logs", "csv", "json", "parquet"] = Field(
+        "spark_logs", description="`spark_logs` folders, or files typed by `schema`"
+    )
+    schema_: (
+        dict[str, Literal["string", "long", "int", "double", "float", "boolean", "timestamp", "date"]] | None
+    ) = Field(None, alias="schema", description="csv/json/parquet: `{column: type}`")
+    required: list[str] | None = Field(None, description="columns that may not be empty (default: all)")
+    pattern: str | None = Field(None, description="file glob under each raw root (default `**/*.<format>`)")
     engine: Literal["ray", "spark"] = "ray"
     spark_conn_id: str = "spark_default"
+
+    @model_validator(mode="after")
+    def _format(self) -> CurateStage:
+        if self.format != "spark_logs" and not self.schema_:
+            raise ValueError(f"format `{self.format}` needs a `schema`: {{column: type}}")
+        if self.format == "spark_logs" and self.schema_:
+            raise ValueError("`schema` applies to csv, json and parquet; spark_logs has its own")
+        if self.required and self.schema_ and (unknown := sorted(set(self.required) - set(self.schema_))):
+            raise ValueError(f"`required` names columns not in `schema`: {unknown}")
+        if self.engine == "spark" and self.format != "spark_logs":
+            raise ValueError("the Spark engine curates `spark_logs` only")
+        return self
 
     @field_validator("raw_paths", mode="before")
     @classmethod

@@ -105,8 +105,8 @@ def _absolute(value: Any, base: Path) -> Any:
 def _issues(source: Source, err: Any) -> Iterator[SpecIssue]:
     seen = set()
     for e in err.errors(include_url=False):
-        loc = _data_loc(source.data, e["loc"])
         kind = e["type"]
+        loc = _data_loc(source.data, e["loc"], keep_last=kind in ("missing", "extra_forbidden"))
         suggestion = None
         key = False
         if kind == "extra_forbidden":
@@ -163,7 +163,7 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
 
 
-def _data_loc(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+def _data_loc(data: Any, loc: tuple[Any, ...], keep_last: bool = True) -> tuple[Any, ...]:
     """Pydantic's error location with union/tag markers dropped: a path into the data."""
     out: list[Any] = []
     node = data
@@ -174,7 +174,7 @@ def _data_loc(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             out.append(part)
             node = node[part]
-        elif isinstance(node, dict) and part == loc[-1]:
+        elif keep_last and isinstance(node, dict) and part == loc[-1]:
             out.append(part)  # a missing or unknown key: the last element
             node = None
         # else: a union member or a discriminator tag, not part of the data

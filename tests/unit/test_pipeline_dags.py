@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -80,7 +81,7 @@ def test_examples_become_the_dags_they_describe():
     assert logs.catchup is False
     curate = logs.get_task("curate_logs")
     assert curate.stage == "curate" and curate.output_table == "logs.spark"
-    assert curate.raw_paths == [str((DAGS / ".." / ".local" / "raw" / "spark-logs").resolve())]
+    assert curate.raw_paths == [os.environ["LAKEHOUSE_RAW_ROOT"] + "/spark-logs"]
     assert logs.default_args["retry_delay"].total_seconds() == 30
 
     live = bag.dags["features_on_snapshot"]
@@ -136,7 +137,7 @@ def test_parsing_specs_into_dags_imports_no_ray_pyiceberg_pyarrow_or_torch():
         from airflow.dag_processing.dagbag import DagBag
         bag = DagBag({str(DAGS)!r})
         assert not bag.import_errors, bag.import_errors
-        assert {{"lakehouse", "spark_logs", "features_on_snapshot"}} <= set(bag.dag_ids)
+        assert {{"lakehouse", "spark_logs", "features_on_snapshot", "curate_samples"}} <= set(bag.dag_ids)
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("ray", "pyiceberg", "pyarrow", "torch"))
         print("HEAVY", heavy)
         """
@@ -160,14 +161,14 @@ def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
 def test_cli_validate(tmp_path):
     ok = _cli("validate", "dags/pipelines")
     assert ok.returncode == 0, ok.stderr
-    assert "3 spec(s), 0 with errors" in ok.stdout
+    assert "4 spec(s), 0 with errors" in ok.stdout
     assert "IMPORTED []" in ok.stderr  # no Airflow, no Ray: runs anywhere, e.g. pre-commit
 
     (tmp_path / "bad.yaml").write_text(GOOD.replace("kind: preprocess", "kind: preproces"))
     bad = _cli("validate", str(tmp_path / "bad.yaml"), "dags/pipelines")
     assert bad.returncode == 1
     assert f"{tmp_path / 'bad.yaml'}:6:11: error: unknown stage kind `preproces`" in bad.stderr
-    assert "4 spec(s), 1 with errors" in bad.stderr
+    assert "5 spec(s), 1 with errors" in bad.stderr
     assert _cli("validate", str(tmp_path / "nothing-here")).returncode == 1
 
 
@@ -196,7 +197,7 @@ def test_cli_render_graph_and_schema():
     assert missing.returncode == 1 and "no pipeline named 'no_such_pipeline'" in missing.stderr
 
 
-@pytest.mark.parametrize("name", ["lakehouse", "spark_logs", "features_on_snapshot"])
+@pytest.mark.parametrize("name", ["lakehouse", "spark_logs", "features_on_snapshot", "curate_samples"])
 def test_console_script_is_installed(name):
     script = Path(sys.executable).parent / "ray-lakehouse"
     out = subprocess.run([str(script), "render", name], capture_output=True, text=True, cwd=REPO)

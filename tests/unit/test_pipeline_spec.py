@@ -281,6 +281,22 @@ INVALID = [
     ),
     ("merge-key", BASE + "base: &b {owner: x}\nother:\n  <<: *b  #!\n", "<<", r"merge keys", None),
     ("not-a-mapping", "- name: demo  #!\n", "-", r"a pipeline spec is a mapping", None),
+    (
+        "csv-without-schema",
+        BASE
+        + "  - name: cur  #!\n    kind: curate\n    raw_paths: raw\n    format: csv\n    output: cur.t\n",
+        "name",
+        r"^`stages\[1\]`: format `csv` needs a `schema`",
+        None,
+    ),
+    (
+        "bad-column-type",
+        BASE + "  - name: cur\n    kind: curate\n    raw_paths: raw\n    format: csv\n"
+        "    schema: {a: integr}  #!\n    output: cur.t\n",
+        "integr",
+        r"`integr` is not allowed here",
+        None,
+    ),
 ]
 
 
@@ -367,7 +383,7 @@ def test_env_vars_and_relative_paths(tmp_path, monkeypatch):
 
 def test_shipped_examples_are_valid_and_clean():
     specs = find_specs(EXAMPLES)
-    assert {p.stem for p in specs} >= {"spark_logs", "lakehouse", "features_on_snapshot"}
+    assert {p.stem for p in specs} >= {"spark_logs", "lakehouse", "features_on_snapshot", "curate_samples"}
     for path in specs:
         loaded = load_pipeline(path)
         assert not loaded.warnings, [w.format() for w in loaded.warnings]
@@ -382,7 +398,7 @@ def test_committed_json_schema_is_the_generated_one_and_accepts_the_examples():
     assert committed == json.loads(json.dumps(json_schema())), "run: ray-lakehouse schema --output ..."
     validator = jsonschema.Draft202012Validator(committed)
     for path in find_specs(EXAMPLES):
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text().replace("${LAKEHOUSE_RAW_ROOT}", "/raw"))
         data["start_date"] = str(data["start_date"])
         errors = list(validator.iter_errors(data))
         assert not errors, (path, [e.message for e in errors])
