@@ -125,6 +125,7 @@ def parse_file(item: dict[str, Any]) -> list[dict[str, Any]]:
                     "row": json.dumps(row, default=str) if row else None,
                     "reason": reason,
                     "path": path,
+                    "unit": item.get("unit") or Path(path).parent.name,
                     "line_number": number,
                     "raw": text[:10_000],
                 }
@@ -138,12 +139,61 @@ def discover(raw_root: str, done: set[str]) -> list[Path]:
 
 
 def run(spec: StageSpec) -> dict[str, Any]:
+    """Curate the raw roots' new units (Spark-log folders, or files of a tabular format)."""
+    from functools import partial
+
+    fmt = str(spec.params.get("format", "spark_logs")).lower()
+    _, quarantine_schema, processing_schema = schemas()
+    if fmt == "spark_logs":
+        good_schema = schemas()[0]
+
+        def units() -> dict[str, list[str]]:
+            found: dict[str, list[str]] = {}
+            for root in spec.raw_paths:
+                for folder in discover(root, set()):
+                    found[folder.name] = [str(p) for p in sorted(folder.glob("*.log"))]
+            return found
+
+        items = lambda unit, path: {"path": path, "unit": unit}  # noqa: E731
+        parse, typed = parse_file, _typed
+    else:
+        from ray_operators.jobs import tabular
+
+        try:
+            fmt, columns, required = tabular.declared(spec.params)
+        except tabular.TabularError as err:
+            from ray_operators.jobs.lakehouse import StageError
+
+            raise StageError(str(err)) from None
+        good_schema = tabular.arrow_schema(columns)
+
+        def units() -> dict[str, list[str]]:
+            found: dict[str, list[str]] = {}
+            for root in spec.raw_paths:
+                found.update(tabular.discover(root, fmt, spec.params.get("pattern")))
+            return found
+
+        encoded = {"columns": json.dumps(columns), "required": json.dumps(required), "format": fmt}
+        items = lambda unit, path: {"path": path, "unit": unit, **encoded}  # noqa: E731
+        parse, typed = tabular.parse_file, partial(tabular.typed, columns=columns)
+    return _curate(spec, good_schema, quarantine_schema, processing_schema, units, items, parse, typed)
+
+
+def _curate(
+    spec: StageSpec,
+    good_schema: Any,
+    quarantine_schema: Any,
+    processing_schema: Any,
+    units: Any,
+    items: Any,
+    parse: Any,
+    typed: Any,
+) -> dict[str, Any]:
     import pyarrow as pa
     import ray
 
-    logs_schema, quarantine_schema, processing_schema = schemas()
     out = spec.output_table
-    ensure_table(spec, out, logs_schema)
+    ensure_table(spec, out, good_schema)
     ensure_table(spec, f"{out}_quarantine", quarantine_schema)
     processing = ensure_table(spec, f"{out}_processing", processing_schema)
 
@@ -151,15 +201,15 @@ def run(spec: StageSpec) -> dict[str, Any]:
     latest: dict[str, dict[str, Any]] = {}
     for row in sorted(rows, key=lambda r: r["end_time"] or r["start_time"]):
         latest[row["folder"]] = row
-    # A retry of this run re-processes exactly the folders its first try claimed (its PROCESSING
-    # rows), never more: its log write may already be committed under this run key.
+    # A retry of this run re-processes exactly the units its first try claimed (its PROCESSING
+    # rows), never more: its write may already be committed under this run key.
     own_run = sorted({r["folder"] for r in rows if r["run_key"] == spec.run_key})
     done = {f for f, r in latest.items() if r["status"] == "SUCCESS" and r["run_key"] != spec.run_key}
-    folder_paths = {p.name: p for p in discover(spec.raw_paths[0], set())}
+    found = units()
     if own_run:
-        claimed = [f for f in own_run if f in folder_paths]
+        claimed = [f for f in own_run if f in found]
     else:
-        claimed = [p.name for p in discover(spec.raw_paths[0], done)]
+        claimed = sorted(f for f in found if f not in done)
     started = datetime.now(UTC)
     job_id = spec.lineage_properties()["lakehouse.ray-submission-id"]
 
@@ -191,10 +241,12 @@ def run(spec: StageSpec) -> dict[str, Any]:
         table=f"{out}_processing",
     )
     try:
-        files = [str(p) for f in claimed for p in sorted(folder_paths[f].glob("*.log"))]
+        files = [items(unit, path) for unit in claimed for path in found[unit]]
         if files:
-            parsed = ray.data.from_items([{"path": f} for f in files]).flat_map(parse_file).materialize()
-            good = parsed.filter(lambda r: r["row"] is not None).map(lambda r: _typed(r))
+            parsed = ray.data.from_items(files).flat_map(parse).materialize()
+            good = parsed.filter(lambda r: r["row"] is not None).map_batches(
+                _TypedBatch(typed, good_schema), batch_format="pyarrow"
+            )
             bad = parsed.filter(lambda r: r["row"] is None).map(
                 lambda r: {
                     "source_file": r["path"],
@@ -205,12 +257,12 @@ def run(spec: StageSpec) -> dict[str, Any]:
             )
         else:
             good = bad = None
-        logs_result = commit_exactly_once(spec, good, schema=logs_schema)
+        logs_result = commit_exactly_once(spec, good, schema=good_schema)
         q_spec = StageSpec.from_json(
             {**spec.to_json(), "run": {**spec.run, "run_key": f"{spec.run_key}/quarantine"}}
         )
         q_result = commit_exactly_once(q_spec, bad, table=f"{out}_quarantine", schema=quarantine_schema)
-        stats = _per_folder(good, bad)
+        stats = _per_unit(parsed) if files else {}
     except Exception as err:
         end_spec = StageSpec.from_json(
             {**spec.to_json(), "run": {**spec.run, "run_key": f"{spec.run_key}/failed"}}
@@ -236,6 +288,20 @@ def run(spec: StageSpec) -> dict[str, Any]:
     }
 
 
+class _TypedBatch:
+    """Records -> typed rows, built into Arrow with the declared schema (so a column that mixes
+    values and nulls, or tz-aware datetimes, never falls back to pickled Python objects)."""
+
+    def __init__(self, typed: Any, schema: Any) -> None:
+        self.typed = typed
+        self.schema = schema
+
+    def __call__(self, batch: Any) -> Any:
+        import pyarrow as pa
+
+        return pa.Table.from_pylist([self.typed(r) for r in batch.to_pylist()], schema=self.schema)
+
+
 def _typed(record: dict[str, Any]) -> dict[str, Any]:
     row = json.loads(record["row"])
     row["timestamp"] = datetime.fromisoformat(row["timestamp"])
@@ -243,17 +309,12 @@ def _typed(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _per_folder(good: Any, bad: Any) -> dict[str, tuple[int, int]]:
-    stats: dict[str, list[int]] = {}
-    if good is not None:
-        for row in good.groupby("source_folder").count().take_all():
-            stats.setdefault(row["source_folder"], [0, 0])[0] = int(row["count()"])
-    if bad is not None:
-        for row in (
-            bad.map(lambda r: {"folder": Path(r["source_file"]).parent.name})
-            .groupby("folder")
-            .count()
-            .take_all()
-        ):
-            stats.setdefault(row["folder"], [0, 0])[1] = int(row["count()"])
-    return {k: (v[0], v[1]) for k, v in stats.items()}
+def _per_unit(parsed: Any) -> dict[str, tuple[int, int]]:
+    """(good, quarantined) records per unit (folder or file)."""
+    counts = parsed.map(
+        lambda r: {"unit": r["unit"], "good": int(r["row"] is not None), "bad": int(r["row"] is None)}
+    )
+    stats = {}
+    for row in counts.groupby("unit").sum(["good", "bad"]).take_all():
+        stats[row["unit"]] = (int(row["sum(good)"]), int(row["sum(bad)"]))
+    return stats

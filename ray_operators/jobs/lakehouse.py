@@ -145,8 +145,9 @@ class StageSpec:
         return spec
 
     def encode(self) -> str:
-        """URL-safe base64 JSON, for a job entrypoint argument."""
-        return base64.urlsafe_b64encode(json.dumps(self.to_json(), sort_keys=True).encode()).decode()
+        """URL-safe base64 JSON, for a job entrypoint argument (key order kept: a declared schema
+        lists its columns in order)."""
+        return base64.urlsafe_b64encode(json.dumps(self.to_json()).encode()).decode()
 
     @classmethod
     def decode(cls, text: str) -> StageSpec:

@@ -106,3 +106,28 @@ with DAG(
             "carry_columns": ["row_id", "label"],
         },
     )
+
+with DAG(
+    "curate_tabular",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    params={
+        "raw_root": Param("/nonexistent", type="string"),
+        "format": Param("csv", type="string"),
+        "output": Param("curated.samples", type="string"),
+    },
+):
+    LakehouseStageOperator(
+        task_id="curate",
+        stage="curate",
+        output_table="{{ params.output }}",
+        raw_paths="{{ params.raw_root }}",
+        iceberg_conn_id="iceberg_test",
+        poll_interval=0.5,
+        stage_params={
+            "format": "{{ params.format }}",
+            "schema": {"id": "long", "x": "double", "flag": "boolean", "seen": "timestamp", "name": "string"},
+            "required": ["id", "x"],
+        },
+    )

@@ -1,0 +1,220 @@
+"""CSV, JSON-lines and Parquet files into a declared schema, row by row (for the curate stage).
+
+Stage params: ``format`` (``csv``, ``json`` or ``parquet``), ``schema`` (``{column: type}`` with
+types ``string``, ``long``/``int``, ``double``/``float``, ``boolean``, ``timestamp``, ``date``),
+``required`` (columns that may not be empty; default: all), ``pattern`` (file glob under each raw
+root, default ``**/*.<format>``).
+
+Each record becomes a typed row or a quarantined record with its reason (``missing_field``,
+``bad_value: column: ...``, ``bad_json``, ``bad_file``); columns the schema does not declare are
+ignored. Converted rows travel as JSON and are typed again by :func:`typed`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+TYPES = {
+    "string": "string",
+    "str": "string",
+    "long": "long",
+    "int": "long",
+    "integer": "long",
+    "int64": "long",
+    "bigint": "long",
+    "double": "double",
+    "float": "double",
+    "float64": "double",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "timestamp": "timestamp",
+    "date": "date",
+}
+FORMATS = {"csv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet"}
+
+
+class TabularError(ValueError):
+    """The stage params do not describe a usable format or schema."""
+
+
+def declared(params: dict[str, Any]) -> tuple[str, dict[str, str], list[str]]:
+    fmt = FORMATS.get(str(params.get("format", "")).lower())
+    if fmt is None:
+        raise TabularError(
+            f"curate format must be one of spark_logs, {', '.join(FORMATS)}; got {params.get('format')!r}"
+        )
+    schema = params.get("schema") or {}
+    if not isinstance(schema, dict) or not schema:
+        raise TabularError(f"curate format {fmt} needs params.schema: {{column: type}}")
+    bad = {c: t for c, t in schema.items() if str(t).lower() not in TYPES}
+    if bad:
+        raise TabularError(f"unknown column types {bad}; types are {sorted(set(TYPES.values()))}")
+    columns = {str(c): TYPES[str(t).lower()] for c, t in schema.items()}
+    required = list(params.get("required", list(columns)))
+    unknown = sorted(set(required) - set(columns))
+    if unknown:
+        raise TabularError(f"required columns {unknown} are not in the schema")
+    return fmt, columns, required
+
+
+def arrow_schema(columns: dict[str, str]):
+    import pyarrow as pa
+
+    kinds = {
+        "string": pa.string(),
+        "long": pa.int64(),
+        "double": pa.float64(),
+        "boolean": pa.bool_(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+        "date": pa.date32(),
+    }
+    return pa.schema([(name, kinds[kind]) for name, kind in columns.items()] + [("source_file", pa.string())])
+
+
+def discover(raw_root: str, fmt: str, pattern: str | None) -> dict[str, list[str]]:
+    root = Path(raw_root.removeprefix("file://"))
+    glob = pattern or ("**/*.jsonl" if fmt == "json" and not list(root.rglob("*.json")) else f"**/*.{fmt}")
+    return {str(p.relative_to(root)): [str(p)] for p in sorted(root.glob(glob)) if p.is_file()}
+
+
+def _convert(value: Any, kind: str) -> Any:
+    if kind == "string":
+        return str(value)
+    if kind == "long":
+        if isinstance(value, bool):
+            raise ValueError("a boolean is not a number")
+        number = float(value) if isinstance(value, str) and "." in value else value
+        if isinstance(number, float):
+            if not number.is_integer():
+                raise ValueError("not a whole number")
+            return int(number)
+        return int(number)
+    if kind == "double":
+        if isinstance(value, bool):
+            raise ValueError("a boolean is not a number")
+        return float(value)
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "1", "yes", "t"):
+            return True
+        if text in ("false", "0", "no", "f"):
+            return False
+        raise ValueError("not a boolean")
+    if kind == "timestamp":
+        if isinstance(value, datetime):
+            stamp = value
+        else:
+            stamp = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    if kind == "date":
+        return (value if isinstance(value, date) else date.fromisoformat(str(value)[:10])).isoformat()
+    raise ValueError(f"unknown type {kind}")
+
+
+def convert(
+    record: dict[str, Any], columns: dict[str, str], required: list[str]
+) -> tuple[dict | None, str | None]:
+    missing = [c for c in required if record.get(c) in (None, "")]
+    if missing:
+        return None, f"missing_field: {', '.join(missing)}"
+    row: dict[str, Any] = {}
+    for column, kind in columns.items():
+        value = record.get(column)
+        if value in (None, ""):
+            row[column] = None
+            continue
+        try:
+            row[column] = _convert(value, kind)
+        except (TypeError, ValueError, OverflowError) as err:
+            return None, f"bad_value: {column}: {str(value)[:40]!r} is not a {kind} ({err})"
+    return row, None
+
+
+def parse_file(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """flat_map UDF: one file -> one record per row, converted or with its reason."""
+    path, fmt, unit = item["path"], item["format"], item["unit"]
+    columns, required = json.loads(item["columns"]), json.loads(item["required"])
+    out: list[dict[str, Any]] = []
+
+    def emit(number: int, record: Any, raw: str) -> None:
+        if not isinstance(record, dict):
+            row, reason = None, "bad_json: not an object"
+        else:
+            row, reason = convert(record, columns, required)
+        out.append(
+            {
+                "row": json.dumps(row) if row is not None else None,
+                "reason": reason,
+                "path": path,
+                "unit": unit,
+                "line_number": number,
+                "raw": raw[:10_000],
+            }
+        )
+
+    try:
+        if fmt == "csv":
+            with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+                reader = csv.DictReader(handle)
+                for number, record in enumerate(reader, start=2):  # line 1 is the header
+                    emit(number, record, ",".join("" if v is None else str(v) for v in record.values()))
+        elif fmt == "json":
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                for number, text in enumerate(handle, start=1):
+                    if not text.strip():
+                        continue
+                    try:
+                        record = json.loads(text)
+                    except json.JSONDecodeError as err:
+                        out.append(
+                            {
+                                "row": None,
+                                "reason": f"bad_json: {err.msg} at column {err.colno}",
+                                "path": path,
+                                "unit": unit,
+                                "line_number": number,
+                                "raw": text.rstrip("\n")[:10_000],
+                            }
+                        )
+                        continue
+                    emit(number, record, text.rstrip("\n"))
+        else:
+            import pyarrow.parquet as pq
+
+            number = 0
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+                for record in batch.to_pylist():
+                    number += 1
+                    emit(number, record, json.dumps(record, default=str))
+    except Exception as err:  # an unreadable file is quarantined as a whole, never a crash
+        out.append(
+            {
+                "row": None,
+                "reason": f"bad_file: {type(err).__name__}: {err}"[:500],
+                "path": path,
+                "unit": unit,
+                "line_number": 0,
+                "raw": "",
+            }
+        )
+    return out
+
+
+def typed(record: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
+    row = json.loads(record["row"])
+    for column, kind in columns.items():
+        value = row.get(column)
+        if value is None:
+            continue
+        if kind == "timestamp":
+            row[column] = datetime.fromisoformat(value)
+        elif kind == "date":
+            row[column] = date.fromisoformat(value)
+    row["source_file"] = record["path"]
+    return row
