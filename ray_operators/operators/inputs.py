@@ -40,7 +40,7 @@ def requested_snapshots(params: Any, table: str, entry: bool) -> dict[str, Any] 
     if isinstance(ids, str):
         ids = json.loads(ids or "[]")
     if ids:
-        return {"snapshot_ids": sorted(dict.fromkeys(int(i) for i in ids))}
+        return {"snapshot_ids": list(dict.fromkeys(int(i) for i in ids))}
     to_id = params.get("to_snapshot_id")
     if to_id not in (None, ""):
         from_id = params.get("from_snapshot_id")
@@ -109,8 +109,8 @@ def _resolve(ref: dict[str, Any], context: Context, conn_id: str) -> tuple[dict[
 
 
 def _ids(requested: dict[str, Any]) -> str:
-    if "snapshot_ids" in requested:
-        return "+".join(map(str, requested["snapshot_ids"]))
+    if "snapshot_ids" in requested:  # the same snapshots in any order are the same run
+        return "+".join(map(str, sorted(requested["snapshot_ids"])))
     return f"{requested['from_snapshot_id']}..{requested['to_snapshot_id']}"
 
 
