@@ -54,8 +54,10 @@ def iter_minibatches(
         missing = [c for c in columns if c not in big]
         if missing:
             raise KeyError(f"training batch lacks columns {missing}; it has {sorted(big)}")
-        x = torch.stack([big[c].to(torch.float32) for c in features], dim=1)
         y = big[label].to(torch.int64)
+        if len(y) == 0:  # an empty block yields an empty batch: no minibatch (its loss is NaN)
+            continue
+        x = torch.stack([big[c].to(torch.float32) for c in features], dim=1)
         if shuffle:
             order = torch.randperm(len(y), generator=generator).to(y.device)
             x, y = x[order], y[order]

@@ -79,6 +79,7 @@ def _train_loop(config: dict[str, Any]) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
     loss_fn = torch.nn.CrossEntropyLoss()
     shard = ray.train.get_dataset_shard("train")
+    losses: list[float] = []
     for epoch in range(config["epochs"]):
         total, count = 0.0, 0
         for x, y in iter_minibatches(
@@ -95,24 +96,44 @@ def _train_loop(config: dict[str, Any]) -> None:
             loss.backward()
             optimizer.step()
             total, count = total + float(loss) * len(y), count + len(y)
-        ray.train.report({"epoch": epoch, "loss": total / max(count, 1)})
+        losses.append(total / max(count, 1))
+        ray.train.report({"epoch": epoch, "loss": losses[-1]})
     if ray.train.get_context().get_world_rank() == 0:
         base = model.module if hasattr(model, "module") else model
         _save_state(base.state_dict(), config["artifact_uri"])
+        # Ray Train's Result carries no metrics without checkpoints: the losses go with the model.
+        _save_bytes(json.dumps({"epoch_losses": losses}).encode(), _metrics_uri(config["artifact_uri"]))
+
+
+def _metrics_uri(artifact_uri: str) -> str:
+    return artifact_uri.rsplit("/", 1)[0] + "/train_metrics.json"
+
+
+def _save_bytes(data: bytes, uri: str) -> None:
+    import pyarrow.fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as out:
+        out.write(data)
+
+
+def _load_bytes(uri: str) -> bytes:
+    import pyarrow.fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(uri)
+    with fs.open_input_stream(path) as stream:
+        return stream.read()
 
 
 def _save_state(state: dict[str, Any], uri: str) -> None:
     import io
 
-    import pyarrow.fs as pafs
     import torch
 
-    fs, path = pafs.FileSystem.from_uri(uri)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    with fs.open_output_stream(path) as out:
-        out.write(buffer.getvalue())
+    _save_bytes(buffer.getvalue(), uri)
 
 
 def load_state(uri: str) -> dict[str, Any]:
@@ -204,6 +225,10 @@ def run(spec: StageSpec) -> dict[str, Any]:
     )
     fit = trainer.fit()
     metrics = {k: float(v) for k, v in (fit.metrics or {}).items() if isinstance(v, int | float)}
+    losses = json.loads(_load_bytes(_metrics_uri(artifact_uri)))["epoch_losses"]
+    metrics.update(
+        {"loss": float(losses[-1]), "first_epoch_loss": float(losses[0]), "epochs": float(len(losses))}
+    )
 
     # Held-out evaluation with the saved artifact: what inference will load.
     model = build_model(len(features), hidden, classes)
@@ -216,6 +241,9 @@ def run(spec: StageSpec) -> dict[str, Any]:
         logits = model(torch.tensor(held[features].to_numpy(dtype=np.float32)))
     predicted = logits.argmax(dim=1).numpy()
     metrics["holdout_accuracy"] = float((predicted == held[label].to_numpy()).mean()) if len(held) else 0.0
+    if len(held):
+        target = torch.tensor(held[label].to_numpy(dtype=np.int64))
+        metrics["holdout_loss"] = float(torch.nn.functional.cross_entropy(logits, target))
     metrics["holdout_rows"] = float(len(held))
     print(f"model {name} v{version}: {metrics} (gpu={use_gpu})", flush=True)
 

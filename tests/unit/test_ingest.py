@@ -76,3 +76,13 @@ def test_drop_last_and_small_ingest_sizes():
 def test_missing_column_is_named():
     with pytest.raises(KeyError, match=r"lacks columns \['nope'\]"):
         next(iter_minibatches(Batches(10), features=["a", "nope"], label="label", batch_size=4))
+
+
+def test_empty_ingest_batches_yield_no_minibatch():
+    class WithEmpty(Batches):
+        def iter_torch_batches(self, *, batch_size, **kwargs):
+            yield {k: v[:0] for k, v in self.columns.items()}
+            yield from super().iter_torch_batches(batch_size=batch_size, **kwargs)
+
+    sizes = [len(y) for _, y in iter_minibatches(WithEmpty(10), features=["a"], label="label", batch_size=4)]
+    assert sizes == [4, 4, 2]
