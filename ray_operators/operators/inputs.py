@@ -6,7 +6,8 @@ from and how to read it (see ``ray_operators.pipelines.graph``). At run time, in
 1. the run's params ``snapshot_ids`` (or ``from_snapshot_id``/``to_snapshot_id``), for the entry
    inputs (tables no stage of this pipeline produces) or the one named by ``input_table``: a UI
    trigger that reprocesses exactly those snapshots;
-2. a producing stage upstream: the snapshot that stage committed in this run (its XCom);
+2. a producing stage upstream: the snapshot that stage committed in this run (its XCom): only the
+   data it appended (``source.appended``), or the whole table as of it (training);
 3. a sensor upstream: the snapshots it returned;
 4. the triggering asset events of an asset-driven run: every snapshot they carry for the table;
 5. the read mode: ``as_of_interval_end`` (the snapshot current at the end of the data interval),
@@ -88,6 +89,8 @@ def _resolve(ref: dict[str, Any], context: Context, conn_id: str) -> tuple[dict[
                 f"input {table}: upstream stage {source['task']} reported no snapshot of it (result: {output or None})"
             )
         sid = int(output["snapshot_id"])
+        if source.get("appended"):
+            return {"table": table, "snapshot_ids": [sid]}, f"snapshots={sid}"
         return {"table": table, "snapshot_id": sid}, f"snapshots={sid}"
     if source.get("kind") == "sensor":
         payload = context["ti"].xcom_pull(task_ids=source["task"])

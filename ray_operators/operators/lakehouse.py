@@ -163,6 +163,10 @@ class LakehouseStageOperator(RayJobOperator):
         run_key = self.run_key
         if not run_key and identity:
             run_key = f"{ti.dag_id}/{self.task_id}/{identity}"
+        if not run_key and self.stage == "curate":
+            # Curation is exactly-once per raw unit (its processing-metadata table): any run may
+            # take the units nobody took yet, and a retry of this run repeats exactly its own.
+            run_key = f"{ti.dag_id}/{self.task_id}/run={ti.run_id}"
         spec = StageSpec(
             stage=self.stage,
             catalog_name=self.iceberg_conn_id,

@@ -160,13 +160,18 @@ def build_graph(pipeline: Pipeline) -> PipelineGraph:
     return PipelineGraph(pipeline.name, schedule, dag_arguments, tasks)
 
 
-def _input_ref(item: Any, up: list[Any], watched: set[str]) -> dict[str, Any]:
+def _input_ref(item: Any, up: list[Any], watched: set[str], whole: bool = False) -> dict[str, Any]:
     """Where a stage's input snapshot comes from at run time (resolved by the operator)."""
     producer = next((s for s in reversed(up) if item.table in stage_writes(s)), None)
     sensor = next((s for s in reversed(up) if s.kind == "sense" and s.table == item.table), None)
     ref: dict[str, Any] = {"table": item.table, "read": item.read}
     if producer is not None:
         ref["source"] = {"task": producer.name, "kind": "stage"}
+        # What the producer appended in this run, except for training (the whole table as of the
+        # producer's snapshot) or a producer that overwrites (its snapshot is not an append).
+        mode = getattr(getattr(producer, "output", None), "mode", "append")
+        if not whole and mode == "append":
+            ref["source"]["appended"] = True
     elif sensor is not None:
         ref["source"] = {"task": sensor.name, "kind": "sensor"}
     elif item.table in watched:
@@ -275,7 +280,7 @@ def _task(stage: Any, pipeline: Pipeline, up: list[Any], watched: set[str]) -> T
             stage.name, kind, STAGE_OPERATOR, args, reads=[stage.input.table], writes=stage_writes(stage)
         )
     if kind == "train":
-        args["input_refs"] = [_input_ref(stage.features, up, watched)]
+        args["input_refs"] = [_input_ref(stage.features, up, watched, whole=True)]
         args["output_table"] = stage.registry
         args["stage_params"] = {
             "feature_columns": list(stage.feature_columns),

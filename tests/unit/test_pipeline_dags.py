@@ -57,7 +57,8 @@ def test_examples_become_the_dags_they_describe():
     assert prep.input_refs == [
         {"table": "curated.samples", "read": "pinned", "source": {"task": "sense_curated", "kind": "sensor"}}
     ]
-    assert train.input_refs[0]["source"] == {"task": "preprocess", "kind": "stage"}
+    assert train.input_refs[0]["source"] == {"task": "preprocess", "kind": "stage"}  # the whole table
+    assert infer.input_refs[0]["source"] == {"task": "preprocess", "kind": "stage", "appended": True}
     assert train.output_table == "ml.models" and train.stage_params["model_name"] == "samples_clf"
     assert infer.stage_params["model_table"] == "ml.models"
     assert "xcom_pull(task_ids='train')" in infer.stage_params["model_version"]
