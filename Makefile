@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # pip's notes about optional local mirrors are noise, not errors.
 PIP_QUIET := { grep -v -e 'is neither a file nor a directory' -e '^$$' || true; }
 
-.PHONY: install demo test lint format clean bench
+.PHONY: install demo airflow airflow-env test lint format clean bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ install: $(STAMP)
 demo: install
 	$(PY) -m ray_operators.demo $(DEMO_ARGS)
 
+airflow: install
+	$(PY) -m ray_operators.airflow_local $(AIRFLOW_ARGS)
+
+airflow-env:
+	@cat .local/airflow.env
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -37,10 +43,12 @@ test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] && echo 'pytest collected no tests' >&2; exit $$rc; }
 
 bench: install
+	$(PY) -m pip install -q -e ".[bench]" 2>&1 | $(PIP_QUIET)
 	$(PY) bench/bench_overhead.py
 	$(PY) bench/bench_iceberg_sensing.py
 	$(PY) bench/bench_stages.py
 	$(PY) bench/bench_preprocess_stage.py
+	$(PY) bench/bench_parse.py
 
 clean:
 	rm -rf .local build dist *.egg-info .pytest_cache .ruff_cache

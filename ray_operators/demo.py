@@ -1,14 +1,27 @@
-"""`make demo`: the main job on the embedded default.
+"""`make demo`: the whole lakehouse on the embedded default, through Airflow.
 
-Starts a local Ray head (token auth on, dashboard on loopback) and a project-local Airflow home
-(SQLite) under ``.local/``, runs the example DAG through Airflow's real task machinery
-(``dag.test()``: deferrable tasks run their triggers in process), prints a report, and stops
-everything it started by pid. Run it again at will.
+Under ``.local/`` (or ``--state-dir``) it keeps an Airflow home (SQLite), a pyiceberg SqlCatalog
+on a sqlite file with a local warehouse, and the raw data. Each run:
+
+1. starts an embedded Ray head (token auth on, dashboard on 127.0.0.1);
+2. generates a new raw batch: Spark application logs and a CSV batch of ML samples, each with a
+   few malformed records;
+3. runs the declarative pipelines of ``dags/pipelines`` through Airflow (``dag.test()``, the engine
+   of ``airflow dags test``; deferrable tasks run their triggers in process): ``spark_logs`` and
+   ``curate_samples`` (standing in for the Spark jobs of production), then ``lakehouse``: sense
+   curated.samples -> preprocess -> train -> infer -> predictions written back;
+4. prints a report (each stage's Ray job and duration, rows in and out, quarantined rows, model
+   metrics, and the snapshot lineage from raw files to predictions), read back from the tables;
+5. stops everything it started, by pid.
+
+Run it again: the next batch is added, and the report shows that only the new snapshots were read.
+``--rows`` scales the data up.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -16,20 +29,60 @@ import time
 from pathlib import Path
 from typing import Any
 
+CONN_ICEBERG = "iceberg_default"
+PIPELINES = ("spark_logs", "curate_samples", "lakehouse")
+MALFORMED_EVERY = 97  # one malformed CSV row in this many
 
-def _prepare_airflow_home(root: Path, dags_folder: Path) -> dict[str, str]:
-    home = root / "airflow"
-    home.mkdir(parents=True, exist_ok=True)
-    env = {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(dags_folder.parent / "plugins"),
+
+def environment(root: Path, project: Path) -> dict[str, str]:
+    """The embedded default: Airflow home, catalog and raw data under ``root``."""
+    catalog = {
+        "type": "sql",
+        "uri": f"sqlite:///{root / 'lakehouse' / 'catalog.db'}",
+        "warehouse": f"file://{root / 'lakehouse' / 'warehouse'}",
+    }
+    return {
+        "AIRFLOW_HOME": str(root / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(project / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(project / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "AIRFLOW_CONN_ICEBERG_DEFAULT": json.dumps({"conn_type": "iceberg", "extra": catalog}),
+        "LAKEHOUSE_RAW_ROOT": str(root / "raw"),
         "RAY_USAGE_STATS_ENABLED": "0",
     }
+
+
+def prepare(root: Path, project: Path) -> dict[str, str]:
+    for sub in ("airflow", "lakehouse/warehouse", "raw/spark-logs", "raw/samples"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    env = environment(root, project)
     os.environ.update(env)
     os.environ.pop("RAY_ADDRESS", None)
     return env
+
+
+def generate_batch(root: Path, rows: int) -> dict[str, Any]:
+    """The next raw batch: Spark-log folders and one CSV of samples with a few malformed rows."""
+    from ray_operators.demo_data import generate_spark_logs, generate_tabular
+
+    samples = root / "raw" / "samples"
+    batch = len(list(samples.glob("batch-*.csv"))) + 1
+    logs = generate_spark_logs(
+        root / "raw" / "spark-logs", apps=2, executors=2, lines_per_file=max(50, rows // 40), seed=batch
+    )
+    table = generate_tabular(rows, seed=batch)
+    columns = table.column_names
+    lines = [",".join(columns)]
+    bad = 0
+    for i, record in enumerate(table.to_pylist()):
+        if i % MALFORMED_EVERY == MALFORMED_EVERY - 1:
+            record = {**record, "f3": "n/a"}  # a value that is not a number
+            bad += 1
+        lines.append(",".join(str(record[c]) for c in columns))
+    path = samples / f"batch-{batch:04d}.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return {"batch": batch, "samples_file": str(path), "samples_rows": rows, "samples_bad": bad, "logs": logs}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,23 +90,30 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--project-dir", type=Path, default=Path.cwd(), help="repository root (default: cwd)")
-    parser.add_argument("--rows", type=int, default=200_000, help="rows for the Ray Data job (scale up here)")
-    parser.add_argument("--dag-id", default="ray_data_hello")
+    parser.add_argument("--rows", type=int, default=3000, help="ML samples per batch (scale up here)")
     parser.add_argument(
         "--state-dir", type=Path, default=None, help="runtime state (default: PROJECT/.local)"
     )
+    parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
     args = parser.parse_args(argv)
 
     project = args.project_dir.resolve()
     root = (args.state_dir or project / ".local").resolve()
-    _prepare_airflow_home(root, project / "dags")
-
-    print(f"==> Airflow home {root / 'airflow'} (SQLite)", flush=True)
+    prepare(root, project)
+    started = time.monotonic()
+    print(f"==> State in {root} (Airflow home, SQLite catalog + warehouse, raw data)", flush=True)
     subprocess.run(
         [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
         check=True,
         stdout=subprocess.DEVNULL,
         env=os.environ.copy(),
+    )
+    batch = generate_batch(root, args.rows)
+    print(
+        f"==> Raw batch {batch['batch']}: {len(batch['logs']['folders'])} Spark-log folders "
+        f"({batch['logs']['bad_total']} malformed lines), {batch['samples_rows']} samples in "
+        f"{Path(batch['samples_file']).name} ({batch['samples_bad']} malformed rows)",
+        flush=True,
     )
 
     from ray_operators.embedded import LocalRayHead
@@ -61,55 +121,207 @@ def main(argv: list[str] | None = None) -> int:
     print("==> Starting an embedded Ray head (token auth on, dashboard on 127.0.0.1)", flush=True)
     head = LocalRayHead(workdir=root / "ray").start()
     print(f"    Ray dashboard: {head.address}", flush=True)
+    runs = []
     try:
         os.environ.update(head.connection_env("ray_default"))
-        report = _run(args.dag_id, project / "dags", {"rows": args.rows})
+        bag = _dagbag(project / "dags")
+        for dag_id in PIPELINES:
+            runs.append(_run(bag, dag_id))
+            if runs[-1]["state"] != "success":
+                break
     finally:
         print("==> Stopping the Ray head", flush=True)
         head.stop()
-    _print_report(report)
-    return 0 if report["state"] == "success" else 1
+    report = build_report(runs, batch, time.monotonic() - started)
+    print(format_report(report), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=str))
+    return 0 if all(r["state"] == "success" for r in runs) and len(runs) == len(PIPELINES) else 1
 
 
-def _run(dag_id: str, dags_folder: Path, conf: dict[str, Any]) -> dict[str, Any]:
+def _dagbag(folder: Path):
     from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(folder))
+    if bag.import_errors:
+        raise SystemExit(f"DAG import errors: {bag.import_errors}")
+    return bag
+
+
+def _run(bag: Any, dag_id: str) -> dict[str, Any]:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    bag = DagBag(str(dags_folder))
-    if bag.import_errors:
-        raise SystemExit(f"DAG import errors: {bag.import_errors}")
-    dag = bag.get_dag(dag_id)
-    print(f"==> Running DAG {dag_id} through Airflow", flush=True)
+    dag = bag.dags[dag_id]
+    print(
+        f"==> Running pipeline {dag_id}: {' -> '.join(t.task_id for t in dag.topological_sort())}", flush=True
+    )
     started = time.monotonic()
-    run = dag.test(run_conf=conf)
+    run = dag.test()
     elapsed = time.monotonic() - started
-    tasks = {}
+    tasks: dict[str, Any] = {}
     with create_session() as session:
         rows = session.query(XComModel).filter(
             XComModel.dag_id == dag_id, XComModel.run_id == run.run_id, XComModel.key == "return_value"
         )
         for row in rows:
             tasks[row.task_id] = XComModel.deserialize_value(row)
+    print(f"    {dag_id}: {run.state} in {elapsed:.1f}s", flush=True)
+    order = [t.task_id for t in dag.topological_sort()]
     return {
         "dag_id": dag_id,
         "run_id": run.run_id,
         "state": str(run.state),
         "seconds": elapsed,
-        "tasks": tasks,
+        "tasks": {t: tasks[t] for t in order if t in tasks},
     }
 
 
-def _print_report(report: dict[str, Any]) -> None:
-    print()
-    print(f"=== Report: DAG {report['dag_id']} run {report['run_id']}")
-    print(f"    state: {report['state']}   wall time: {report['seconds']:.1f}s")
-    for task_id, value in report["tasks"].items():
-        duration = ""
-        if value.get("start_time") and value.get("end_time"):
-            duration = f"{(value['end_time'] - value['start_time']) / 1000:.1f}s"
-        print(f"    task {task_id}: Ray job {value['submission_id']} {value['status']} {duration}")
-        print(f"        result: {value.get('result')}")
+# ---- the report: numbers read back from the tables ----------------------------------------------
+
+
+def build_report(runs: list[dict[str, Any]], batch: dict[str, Any], seconds: float) -> dict[str, Any]:
+    from ray_operators.hooks.iceberg import build_catalog
+    from ray_operators.jobs.lakehouse import INPUT_PREFIX, RUN_ID, RUN_KEY
+
+    catalog = build_catalog(CONN_ICEBERG)
+    stages = []
+    for run in runs:
+        for task_id, value in run["tasks"].items():
+            if not isinstance(value, dict) or "submission_id" not in value:
+                ids = (value or {}).get("snapshot_ids") if isinstance(value, dict) else None
+                stages.append(
+                    {"dag_id": run["dag_id"], "task_id": task_id, "kind": "sensor", "snapshot_ids": ids}
+                )
+                continue
+            result = value.get("result") or {}
+            output = result.get("output") or {}
+            duration = None
+            if value.get("start_time") and value.get("end_time"):
+                duration = (value["end_time"] - value["start_time"]) / 1000
+            stages.append(
+                {
+                    "dag_id": run["dag_id"],
+                    "task_id": task_id,
+                    "kind": result.get("stage"),
+                    "ray_job": value["submission_id"],
+                    "status": value["status"],
+                    "seconds": duration,
+                    "rows_in": result.get("rows_in"),
+                    "rows_out": result.get("rows_out", output.get("rows")),
+                    "quarantined": result.get("quarantined"),
+                    "output_table": output.get("table"),
+                    "snapshot_id": output.get("snapshot_id"),
+                    "skipped": output.get("skipped"),
+                    "metrics": result.get("metrics"),
+                    "model": f"{result['model_name']} v{result['model_version']}"
+                    if result.get("model_name")
+                    else None,
+                    "incremental_files": result.get("incremental_files"),
+                }
+            )
+
+    def table_rows(name: str) -> int | None:
+        try:
+            return len(catalog.load_table(name).scan().to_arrow())
+        except Exception:
+            return None
+
+    lineage = []
+    predictions = next((s for s in stages if s.get("kind") == "infer"), None)
+    node = (
+        ("ml.predictions", predictions["snapshot_id"]) if predictions and predictions["snapshot_id"] else None
+    )
+    while node is not None:
+        name, snapshot_id = node
+        table = catalog.load_table(name)
+        snap = table.metadata.snapshot_by_id(int(snapshot_id))
+        summary = dict(snap.summary.additional_properties) if snap and snap.summary else {}
+        inputs = {k.removeprefix(INPUT_PREFIX): v for k, v in summary.items() if k.startswith(INPUT_PREFIX)}
+        lineage.append(
+            {
+                "table": name,
+                "snapshot_id": int(snapshot_id),
+                "added_rows": int(summary.get("added-records", 0)),
+                "run_id": summary.get(RUN_ID),
+                "run_key": summary.get(RUN_KEY),
+                "inputs": inputs,
+            }
+        )
+        node = None
+        for source, pinned in inputs.items():
+            if source == "raw" or source == "ml.models":
+                continue
+            last = str(pinned).replace("..", "+").split("+")[-1]
+            if last.isdigit():
+                node = (source, int(last))
+                break
+    return {
+        "batch": batch,
+        "seconds": seconds,
+        "runs": [{k: r[k] for k in ("dag_id", "run_id", "state", "seconds")} for r in runs],
+        "stages": stages,
+        "lineage": lineage,
+        "tables": {
+            name: table_rows(name)
+            for name in (
+                "logs.spark",
+                "logs.spark_quarantine",
+                "curated.samples",
+                "curated.samples_quarantine",
+                "features.samples",
+                "ml.models",
+                "ml.predictions",
+            )
+        },
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    out = ["", f"=== Lakehouse demo report (raw batch {report['batch']['batch']}, {report['seconds']:.0f}s)"]
+    for run in report["runs"]:
+        out.append(
+            f"  pipeline {run['dag_id']}: {run['state']} in {run['seconds']:.1f}s (run {run['run_id']})"
+        )
+    out.append("")
+    out.append(
+        f"  {'stage':<28} {'Ray job':<50} {'time':>6} {'rows in':>9} {'rows out':>9} {'quarantined':>12}"
+    )
+    for s in report["stages"]:
+        name = f"{s['dag_id']}.{s['task_id']}"
+        if s["kind"] == "sensor":
+            out.append(f"  {name:<28} (sensor) new snapshots: {s.get('snapshot_ids')}")
+            continue
+        secs = f"{s['seconds']:.1f}s" if s["seconds"] is not None else "-"
+        out.append(
+            f"  {name:<28} {s['ray_job']:<50} {secs:>6} {_n(s['rows_in']):>9} {_n(s['rows_out']):>9} "
+            f"{_n(s['quarantined']):>12}" + ("  (already committed: skipped)" if s.get("skipped") else "")
+        )
+        if s.get("incremental_files") is not None:
+            out.append(
+                f"  {'':<28} read only the data files the new snapshots added: {s['incremental_files']}"
+            )
+        if s.get("metrics"):
+            m = s["metrics"]
+            out.append(
+                f"  {'':<28} model {s['model']}: holdout accuracy {m.get('holdout_accuracy', 0):.3f} "
+                f"on {int(m.get('holdout_rows', 0))} rows, final loss {m.get('loss', float('nan')):.4f}"
+            )
+    out.append("")
+    out.append("  lineage (newest first: each snapshot, the run that wrote it, and what it read)")
+    for hop in report["lineage"]:
+        inputs = ", ".join(f"{k}@{v}" for k, v in hop["inputs"].items())
+        out.append(
+            f"    {hop['table']}@{hop['snapshot_id']} (+{hop['added_rows']} rows, run {hop['run_id']})"
+        )
+        out.append(f"        <- {inputs}")
+    out.append("")
+    out.append("  table rows now: " + ", ".join(f"{k} {_n(v)}" for k, v in report["tables"].items()))
+    return "\n".join(out)
+
+
+def _n(value: Any) -> str:
+    return "-" if value is None else f"{value:,}"
 
 
 if __name__ == "__main__":

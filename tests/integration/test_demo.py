@@ -1,9 +1,13 @@
-"""`make demo`'s entry point, at a small scale, against its own embedded Ray head and Airflow home."""
+"""`make demo`'s entry point at a small scale, twice, against its own Ray head and Airflow home.
+
+The report's numbers are checked against the tables, and the second run must read only the new
+snapshot. Also `make airflow`'s entry point: the real stack serves the UI with the pipelines.
+"""
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,30 +15,152 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-
 pytestmark = pytest.mark.integration
+ROWS = 400
 
 
-def test_demo_runs_a_real_ray_job_through_airflow_and_reports_it(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RAY_"))}
-    rows = 1000
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RAY_", "LAKEHOUSE_"))}
+
+
+def _demo(state: Path, report: Path) -> tuple[dict, str]:
     done = subprocess.run(
-        [sys.executable, "-m", "ray_operators.demo", "--state-dir", str(tmp_path), "--rows", str(rows)],
+        [
+            sys.executable,
+            "-m",
+            "ray_operators.demo",
+            "--state-dir",
+            str(state),
+            "--rows",
+            str(ROWS),
+            "--json",
+            str(report),
+        ],
         cwd=REPO,
-        env=env,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-5000:]
+    return json.loads(report.read_text()), done.stdout
+
+
+def _catalog(state: Path):
+    from pyiceberg.catalog import load_catalog
+
+    return load_catalog(
+        "iceberg_default",
+        type="sql",
+        uri=f"sqlite:///{state / 'lakehouse' / 'catalog.db'}",
+        warehouse=f"file://{state / 'lakehouse' / 'warehouse'}",
+    )
+
+
+def _stage(report: dict, dag_id: str, task_id: str) -> dict:
+    return next(s for s in report["stages"] if s["dag_id"] == dag_id and s["task_id"] == task_id)
+
+
+def test_demo_runs_the_lakehouse_twice_and_the_second_run_reads_only_the_new_batch(tmp_path):
+    state = tmp_path / "state"
+    first, stdout = _demo(state, tmp_path / "first.json")
+    assert "=== Lakehouse demo report (raw batch 1" in stdout
+    assert [r["state"] for r in first["runs"]] == ["success"] * 3
+    catalog = _catalog(state)
+    bad_1 = first["batch"]["samples_bad"]
+    assert bad_1 > 0
+
+    # Curation: every good row typed, every bad one quarantined, as the generator wrote them.
+    curate = _stage(first, "curate_samples", "curate_csv")
+    assert curate["rows_out"] == ROWS - bad_1 == len(catalog.load_table("curated.samples").scan().to_arrow())
+    assert (
+        curate["quarantined"]
+        == bad_1
+        == len(catalog.load_table("curated.samples_quarantine").scan().to_arrow())
+    )
+    logs = _stage(first, "spark_logs", "curate_logs")
+    assert logs["rows_out"] == first["batch"]["logs"]["good"]
+    assert logs["quarantined"] == first["batch"]["logs"]["bad_total"]
+    assert first["tables"]["logs.spark"] == first["batch"]["logs"]["good"]
+
+    # The lakehouse: sensed snapshot -> features -> model -> one prediction per feature row.
+    sense = _stage(first, "lakehouse", "sense_curated")
+    assert sense["snapshot_ids"] == [curate["snapshot_id"]]
+    prep = _stage(first, "lakehouse", "preprocess")
+    assert prep["rows_in"] == prep["rows_out"] == ROWS - bad_1
+    train = _stage(first, "lakehouse", "train")
+    assert train["metrics"]["holdout_accuracy"] > 0.75  # chance is 0.5
+    assert 0 < train["metrics"]["loss"] < 1  # a number (an empty batch once made it NaN)
+    infer = _stage(first, "lakehouse", "infer")
+    assert infer["rows_out"] == ROWS - bad_1 == first["tables"]["ml.predictions"]
+    for stage in (curate, logs, prep, train, infer):
+        assert stage["ray_job"].startswith("af-") and stage["status"] == "SUCCEEDED" and stage["seconds"] > 0
+
+    # Lineage, read from the snapshot summaries: predictions <- features <- curated <- raw files.
+    hops = [(h["table"], h["snapshot_id"]) for h in first["lineage"]]
+    assert hops == [
+        ("ml.predictions", infer["snapshot_id"]),
+        ("features.samples", prep["snapshot_id"]),
+        ("curated.samples", curate["snapshot_id"]),
+    ]
+    assert first["lineage"][0]["inputs"]["features.samples"] == str(prep["snapshot_id"])
+    assert first["lineage"][1]["inputs"]["curated.samples"] == str(curate["snapshot_id"])
+    assert first["lineage"][2]["inputs"]["raw"].endswith("raw/samples")
+    assert "<- curated.samples@" in stdout and "holdout accuracy" in stdout
+
+    # Second run: a new batch; only its files and its curated snapshot are read.
+    second, stdout = _demo(state, tmp_path / "second.json")
+    assert "raw batch 2" in stdout
+    bad_2 = second["batch"]["samples_bad"]
+    curate_2 = _stage(second, "curate_samples", "curate_csv")
+    assert curate_2["rows_out"] == ROWS - bad_2  # the first file was not read again
+    sense_2 = _stage(second, "lakehouse", "sense_curated")
+    assert sense_2["snapshot_ids"] == [curate_2["snapshot_id"]]  # only the new snapshot
+    prep_2 = _stage(second, "lakehouse", "preprocess")
+    assert prep_2["rows_in"] == ROWS - bad_2 and prep_2["incremental_files"] == 1
+    assert second["tables"]["curated.samples"] == 2 * ROWS - bad_1 - bad_2
+    assert second["tables"]["features.samples"] == 2 * ROWS - bad_1 - bad_2
+    assert _stage(second, "lakehouse", "train")["model"] == "samples_clf v2"
+    # New Spark-log folders are curated too (the first run's are done), and the new model scores
+    # exactly the features this run appended.
+    logs_2 = _stage(second, "spark_logs", "curate_logs")
+    assert logs_2["rows_out"] == second["batch"]["logs"]["good"] and not logs_2["skipped"]
+    assert second["tables"]["logs.spark"] == first["batch"]["logs"]["good"] + second["batch"]["logs"]["good"]
+    assert _stage(second, "lakehouse", "infer")["rows_out"] == ROWS - bad_2
+    assert second["tables"]["ml.predictions"] == 2 * ROWS - bad_1 - bad_2
+    # Everything it started is gone: no process still uses its state folder.
+    leftovers = subprocess.run(["pgrep", "-f", str(state)], capture_output=True, text=True).stdout
+    assert leftovers.strip() == ""
+
+
+def test_make_airflow_serves_the_ui_with_the_pipelines(tmp_path):
+    state = tmp_path / "state"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ray_operators.airflow_local",
+            "--state-dir",
+            str(state),
+            "--check",
+            "--rows",
+            "100",
+        ],
+        cwd=REPO,
+        env=_clean_env(),
         capture_output=True,
         text=True,
         timeout=600,
     )
     out = done.stdout + done.stderr
-    assert done.returncode == 0, out[-3000:]
-    report = out[out.index("=== Report") :]
-    assert "state: success" in report
-    assert re.search(r"Ray job af-ray_data_hello-hello_ray_data-\w+-a1 SUCCEEDED", report)
-    expected = sum(i * i for i in range(rows))
-    assert f"result: {{'rows': {rows}, 'sum_of_squares': {expected}}}" in report
-    # Ray Data's own progress reached the task log through the job log.
-    assert "[ray] " in out and "Dataset" in out
-    # Everything it started is gone: no process still uses its state folder.
-    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
+    assert done.returncode == 0, out[-5000:]
+    assert "Airflow UI: http://127.0.0.1:" in out and "login: admin / " in out
+    password = out.split("login: admin / ", 1)[1].split()[0]
+    assert password and not password.startswith("(see")
+    assert "pipelines: " in out and "lakehouse" in out and "curate_samples" in out
+    assert "import errors: none" in out
+    env_file = (state / "airflow.env").read_text()
+    assert "AIRFLOW_HOME=" in env_file and oct((state / "airflow.env").stat().st_mode)[-3:] == "600"
+    leftovers = subprocess.run(["pgrep", "-f", str(state)], capture_output=True, text=True).stdout
     assert leftovers.strip() == ""

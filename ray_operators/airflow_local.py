@@ -1,0 +1,156 @@
+"""`make airflow`: the embedded stack with the real Airflow scheduler, triggerer and web UI.
+
+The same state as `make demo` (``.local/``: Airflow home on SQLite, SqlCatalog + warehouse, raw
+data, an embedded Ray head with token auth), served by ``airflow standalone`` on localhost with
+the pipelines of ``dags/pipelines`` loaded. Trigger runs from the UI (with params), watch the
+sensors defer, run ``airflow backfill create`` in another shell (``make airflow-shell`` prints the
+environment to use). Ctrl-C stops everything it started, by pid.
+
+Login: user ``admin``; Airflow's simple auth manager generates the password on first start into
+``.local/airflow/simple_auth_manager_passwords.json.generated``; this command prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from ray_operators.demo import generate_batch, prepare
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--project-dir", type=Path, default=Path.cwd())
+    parser.add_argument(
+        "--state-dir", type=Path, default=None, help="runtime state (default: PROJECT/.local)"
+    )
+    parser.add_argument("--port", type=int, default=8080, help="UI port (a free one when this is taken)")
+    parser.add_argument("--rows", type=int, default=3000, help="samples in the first raw batch")
+    parser.add_argument("--check", action="store_true", help="start, check the UI and the pipelines, stop")
+    args = parser.parse_args(argv)
+
+    project = args.project_dir.resolve()
+    root = (args.state_dir or project / ".local").resolve()
+    env = prepare(root, project)
+    if not list((root / "raw" / "samples").glob("batch-*.csv")):
+        batch = generate_batch(root, args.rows)
+        print(f"==> Raw batch {batch['batch']} generated under {root / 'raw'}", flush=True)
+
+    from ray_operators.embedded import LocalRayHead, free_port
+    from ray_operators.standalone import StandaloneAirflow
+
+    head = LocalRayHead(workdir=root / "ray").start()
+    print(f"==> Ray head with token auth; dashboard {head.address}", flush=True)
+    stack = None
+    try:
+        env.update(head.connection_env("ray_default"))
+        os.environ.update(env)
+        stack = StandaloneAirflow(
+            home=root / "airflow", dags_folder=project / "dags", plugins_folder=project / "plugins", env=env
+        )
+        stack.port = args.port if _free(args.port) else free_port()
+        print(
+            f"==> Starting Airflow (scheduler, triggerer, dag-processor, api-server) on {stack.url}",
+            flush=True,
+        )
+        stack.start(timeout=300)
+        _wait_ui(stack.url)
+        dags = _wait_dags(stack, {"lakehouse", "spark_logs", "curate_samples", "features_on_snapshot"})
+        password = _password(root / "airflow")
+        print(f"\n    Airflow UI: {stack.url}   login: admin / {password}", flush=True)
+        print(f"    pipelines: {', '.join(sorted(dags))}", flush=True)
+        print(
+            '    shell:      eval "$(make -s airflow-env)" then e.g. airflow backfill create ...', flush=True
+        )
+        _write_env_file(root, stack.environment())
+        if args.check:
+            errors = stack.query("SELECT filename, stacktrace FROM import_error")
+            print("==> check: UI answers, pipelines parsed, import errors:", errors or "none", flush=True)
+            return 1 if errors else 0
+        print("    Ctrl-C stops everything.\n", flush=True)
+        stop = {"now": False}
+        signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+        try:
+            while not stop["now"] and stack.process and stack.process.poll() is None:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+        return 0
+    finally:
+        print("==> Stopping Airflow and the Ray head", flush=True)
+        if stack is not None:
+            stack.stop()
+        head.stop()
+
+
+def _free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_ui(url: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/api/v2/version", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"the Airflow UI did not answer at {url} in {timeout}s")
+
+
+def _wait_dags(stack, wanted: set[str], timeout: float = 180) -> set[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = {row[0] for row in stack.query("SELECT dag_id FROM dag")}
+        if wanted <= found:
+            return found
+        time.sleep(1)
+    raise RuntimeError(
+        f"pipelines not parsed in {timeout}s: missing {sorted(wanted - found)}; see {stack.log_path}"
+    )
+
+
+def _password(home: Path) -> str:
+    path = home / "simple_auth_manager_passwords.json.generated"
+    for _ in range(30):
+        if path.exists():
+            try:
+                return json.loads(path.read_text()).get("admin", "?")
+            except ValueError:
+                pass
+        time.sleep(1)
+    return f"(see {path})"
+
+
+def _write_env_file(root: Path, env: dict[str, str]) -> None:
+    """``.local/airflow.env``: what an `airflow` CLI in another shell needs to reach this stack."""
+    keep = {k: v for k, v in env.items() if k.startswith(("AIRFLOW", "LAKEHOUSE_", "RAY_"))}
+    lines = [f"export {k}={_quote(v)}" for k, v in sorted(keep.items())]
+    path = root / "airflow.env"
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)  # it holds the Ray token
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
