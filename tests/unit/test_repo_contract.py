@@ -42,3 +42,16 @@ def test_compose_file_has_airflow_and_ray_with_health_checks_and_secret_wiring()
     # The token comes from .env, never a literal in the file.
     assert "${RAY_AUTH_TOKEN" in env["AIRFLOW_CONN_RAY_DEFAULT"]
     assert services["ray-head"]["environment"]["RAY_AUTH_MODE"] == "token"
+
+
+def test_every_make_target_the_readme_names_exists():
+    readme = (REPO / "README.md").read_text()
+    makefile = (REPO / "Makefile").read_text()
+    named = set(re.findall(r"`make (?:-s )?([a-z][a-z-]*)", readme)) | set(
+        re.findall(r"\bmake ([a-z][a-z-]+)", readme)
+    )
+    assert {"demo", "test", "airflow", "bench"} <= named
+    for target in named:
+        assert re.search(rf"^{target}:", makefile, re.M), (
+            f"README names `make {target}`, the Makefile has no such target"
+        )
