@@ -77,7 +77,8 @@ def load_source(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
             [SpecIssue(str(path), 1, 1, f"cannot read the spec: {err.strerror or err}")]
         ) from None
     env = os.environ if env is None else env
-    loader = yaml.SafeLoader(text)
+    # libyaml's safe loader when PyYAML has it (about 10x faster to compose), same nodes and marks.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as err:
