@@ -120,7 +120,16 @@ class StageBase(Strict):
         return [value] if isinstance(value, str) else value
 
 
-class InputTable(Strict):
+class TableRef(Strict):
+    """A table given as a mapping, or as just its name (``input: ns.table``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        return {"table": value} if isinstance(value, str) else value
+
+
+class InputTable(TableRef):
     table: Table
     read: Literal["pinned", "as_of_interval_end", "interval_commits", "current"] = Field(
         "pinned",
@@ -137,11 +146,6 @@ class InputTable(Strict):
         None, description="keep only rows whose column lies in the run's data interval"
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _short(cls, value: Any) -> Any:
-        return {"table": value} if isinstance(value, str) else value
-
 
 class Transform(Strict):
     fn: str = Field(
@@ -155,18 +159,13 @@ class Transform(Strict):
     kwargs: dict[str, Any] | None = None
 
 
-class Output(Strict):
+class Output(TableRef):
     table: Table
     mode: Literal["append", "overwrite", "upsert"] = "append"
     keys: list[str] | None = None
     slice_column: str | None = Field(
         None, description="overwrite only this column's slice: the run's data interval start date"
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _short(cls, value: Any) -> Any:
-        return {"table": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _keys(self) -> Output:
