@@ -361,6 +361,28 @@ def _cross_checks(pipeline: Pipeline, source: Source) -> tuple[list[SpecIssue], 
         return errors, warnings
 
     watched = {t.table for t in (pipeline.schedule.on_snapshot or [])} if pipeline.schedule else set()
+    timed = pipeline.schedule is not None and pipeline.schedule.kind == "cron"
+    for i, stage in enumerate(pipeline.stages):
+        for key in ("input", "features", "output"):
+            part = getattr(stage, key, None)
+            if part is None or timed:
+                continue
+            if getattr(part, "slice_column", None):
+                errors.append(
+                    source.issue(
+                        ("stages", i, key, "slice_column"),
+                        "`slice_column` needs a time-based schedule (`cron`): runs of this pipeline have "
+                        "no data interval to slice by",
+                    )
+                )
+            if getattr(part, "read", None) in ("as_of_interval_end", "interval_commits"):
+                warnings.append(
+                    source.issue(
+                        ("stages", i, key, "read"),
+                        f"`read: {part.read}` needs a data interval; without a cron schedule it reads "
+                        "the current snapshot",
+                    )
+                )
     for i, stage in enumerate(pipeline.stages):
         if stage.kind == "train" and stage.features is None:
             errors.append(

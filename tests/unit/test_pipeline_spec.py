@@ -290,6 +290,16 @@ INVALID = [
         None,
     ),
     (
+        "slice-without-interval",
+        BASE.replace(
+            "    output: feat.events\n",
+            "    output:\n      table: feat.events\n      slice_column: day  #!\n",
+        ),
+        "day",
+        r"`slice_column` needs a time-based schedule",
+        None,
+    ),
+    (
         "bad-column-type",
         BASE + "  - name: cur\n    kind: curate\n    raw_paths: raw\n    format: csv\n"
         "    schema: {a: integr}  #!\n    output: cur.t\n",
