@@ -47,7 +47,8 @@ def test_curate_types_good_lines_quarantines_bad_ones_and_tags_lineage(
     snap = iceberg.catalog.load_table("logs.spark").metadata.snapshot_by_id(result["output"]["snapshot_id"])
     assert snap.summary[DAG_ID] == DAG
     assert snap.summary[SUBMISSION_ID] == value["submission_id"]
-    assert snap.summary[RUN_KEY].startswith(f"{DAG}/curate/interval=")
+    # Curation is keyed by run: its processing table makes it exactly-once per raw folder.
+    assert snap.summary[RUN_KEY] == f"{DAG}/curate/run={run.run_id}"
     # Processing metadata: one SUCCESS row per folder, with its counts.
     processing = _rows(iceberg, "logs.spark_processing").to_pylist()
     done = {r["folder"]: r for r in processing if r["status"] == "SUCCESS"}
