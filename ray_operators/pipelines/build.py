@@ -9,6 +9,7 @@ and message. ``strict=True`` (or ``RAY_LAKEHOUSE_STRICT=1``, for CI) raises on t
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable
 from importlib import import_module
@@ -19,6 +20,7 @@ from ray_operators.pipelines.errors import SpecError
 from ray_operators.pipelines.graph import PipelineGraph, build_graph
 from ray_operators.pipelines.spec import LoadedPipeline, find_specs, load_pipeline
 
+log = logging.getLogger(__name__)
 FOLDERS_ENV = "RAY_LAKEHOUSE_PIPELINE_DIRS"
 STRICT_ENV = "RAY_LAKEHOUSE_STRICT"
 
@@ -62,9 +64,7 @@ def load_dags(
         try:
             loaded = load_pipeline(path)
             for warning in loaded.warnings:
-                import logging
-
-                logging.getLogger(__name__).warning("%s", warning.format(context=0))
+                log.warning("%s", warning.format(context=0))
             dag = build_dag(loaded)
         except SpecError as err:
             if strict:
