@@ -121,6 +121,23 @@ def _interval_snapshots(catalog) -> list[int]:
     ]
 
 
+def _backfill(stack: StandaloneAirflow, *extra: str) -> None:
+    """``airflow backfill create`` over the three March days the test checks."""
+    done = stack.cli(
+        "backfill",
+        "create",
+        "--dag-id",
+        "backfill_daily",
+        "--from-date",
+        "2026-03-01",
+        "--to-date",
+        "2026-03-03",
+        *extra,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def _runs(stack: StandaloneAirflow, dag_id: str, run_type: str | None = None):
     sql = "SELECT run_id, state, run_type, logical_date FROM dag_run WHERE dag_id = ?"
     rows = stack.query(sql, dag_id)
@@ -169,18 +186,7 @@ def test_schedule_backfill_ui_trigger_and_asset_runs(airflow_db, ray_head, icebe
         )
         assert not stack.query("SELECT filename, stacktrace FROM import_error")
 
-        backfill = stack.cli(
-            "backfill",
-            "create",
-            "--dag-id",
-            "backfill_daily",
-            "--from-date",
-            "2026-03-01",
-            "--to-date",
-            "2026-03-03",
-            check=False,
-        )
-        assert backfill.returncode == 0, backfill.stderr
+        _backfill(stack)
         trigger = stack.cli(
             "dags", "trigger", "ui_reprocess", "--conf", json.dumps({"snapshot_ids": [wanted]}), check=False
         )
@@ -232,20 +238,7 @@ def test_schedule_backfill_ui_trigger_and_asset_runs(airflow_db, ray_head, icebe
         )
         snapshots_before = _interval_snapshots(catalog)
         rows_before = _rows(catalog, "feat.daily", ["ts", "value", "day"])
-        again = stack.cli(
-            "backfill",
-            "create",
-            "--dag-id",
-            "backfill_daily",
-            "--from-date",
-            "2026-03-01",
-            "--to-date",
-            "2026-03-03",
-            "--reprocess-behavior",
-            "completed",
-            check=False,
-        )
-        assert again.returncode == 0, again.stderr
+        _backfill(stack, "--reprocess-behavior", "completed")
         wait_for(
             lambda: (
                 len(stack.query("SELECT id FROM backfill WHERE completed_at IS NOT NULL")) == 2
