@@ -181,9 +181,15 @@ class StageSpec:
 # ---- reads -------------------------------------------------------------------------------
 
 
-def read_pinned(spec: StageSpec, item: TableInput):
-    """A Ray Dataset of one input, pinned to a snapshot or limited to a snapshot range's appends."""
+def read_pinned(spec: StageSpec, item: TableInput, *, num_blocks: int | None = None):
+    """A Ray Dataset of one input, pinned to a snapshot or limited to a snapshot range's appends.
+
+    ``num_blocks`` overrides Ray Data's read parallelism (``override_num_blocks``); None keeps its
+    default.
+    """
     import ray
+
+    blocks: dict[str, Any] = {"override_num_blocks": num_blocks} if num_blocks else {}
 
     catalog = spec.load_catalog()
     table = catalog.load_table(item.table)
@@ -201,7 +207,7 @@ def read_pinned(spec: StageSpec, item: TableInput):
             files = appended_files(table, item.from_snapshot_id, item.to_snapshot_id)
         if not files:
             return ray.data.from_items([]), 0
-        ds = ray.data.read_parquet(files, columns=item.columns)
+        ds = ray.data.read_parquet(files, columns=item.columns, **blocks)
         if item.row_filter:
             raise StageError("row_filter is not supported with snapshot ranges")
         return ds, len(files)
@@ -228,6 +234,7 @@ def read_pinned(spec: StageSpec, item: TableInput):
         catalog_kwargs=spec.catalog_kwargs(),
         snapshot_id=item.snapshot_id,
         **kwargs,
+        **blocks,
     )
     return ds, None
 

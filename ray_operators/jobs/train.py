@@ -3,7 +3,9 @@
 Stage params: ``feature_columns``, ``label_column``, ``num_classes``, ``model_name``,
 ``num_workers`` (default 1), ``use_gpu`` (``"auto"``: when the cluster has GPUs; true/false),
 ``resources_per_worker``, ``epochs``, ``batch_size``, ``ingest_batch_size`` (rows per Ray Data
-batch, cut into ``batch_size`` minibatches; see ``ingest.py``), ``shuffle`` (default true),
+batch, cut into ``batch_size`` minibatches; see ``ingest.py``), ``read_blocks`` (blocks the
+cached read is split into: ``"auto"``, one per cluster CPU; ``"ray"``, Ray Data's default; or a
+number), ``shuffle`` (default true),
 ``seed``, ``lr``, ``hidden``, ``holdout`` (fraction held out for evaluation, default 0.2),
 ``artifact_root`` (default: ``<warehouse>/models``).
 
@@ -15,10 +17,11 @@ table): model name and version, metrics, artifact URI, input table and snapshot 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from ray_operators.jobs.ingest import DEFAULT_INGEST_BATCH_SIZE
+from ray_operators.jobs.ingest import DEFAULT_INGEST_BATCH_SIZE, ingest_read_blocks
 from ray_operators.jobs.lakehouse import (
     StageError,
     StageSpec,
@@ -185,8 +188,18 @@ def run(spec: StageSpec) -> dict[str, Any]:
     from ray_operators.jobs.lakehouse import read_pinned
 
     item = spec.inputs[0]
-    ds, _ = read_pinned(spec, item)
-    ds = ds.select_columns([*features, label])
+    num_workers = int(p.get("num_workers", 1))
+    try:
+        read_blocks = ingest_read_blocks(p.get("read_blocks", "auto"), num_workers=num_workers)
+    except ValueError as err:
+        raise StageError(f"train stage params: {err}") from None
+    if not item.columns:  # decode only what training uses (column pushdown into the scan)
+        item = replace(item, columns=[*features, label])
+    ds, _ = read_pinned(spec, item, num_blocks=read_blocks)
+    # Cached once in the object store; every epoch (and the holdout split) reads these blocks.
+    ds = ds.select_columns([*features, label]).materialize()
+    cached = {"rows": ds.count(), "blocks": ds.num_blocks(), "requested_blocks": read_blocks}
+    print(f"training read of {item.table}@{item.snapshot_id}: {cached}", flush=True)
     train_ds, test_ds = ds.train_test_split(
         test_size=float(p.get("holdout", 0.2)), seed=int(p.get("seed", 0))
     )
@@ -214,7 +227,7 @@ def run(spec: StageSpec) -> dict[str, Any]:
         _train_loop,
         train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(
-            num_workers=int(p.get("num_workers", 1)),
+            num_workers=num_workers,
             use_gpu=use_gpu,
             resources_per_worker=p.get("resources_per_worker") or None,
         ),
@@ -278,4 +291,5 @@ def run(spec: StageSpec) -> dict[str, Any]:
         "metrics": metrics,
         "artifact_uri": artifact_uri,
         "used_gpu": use_gpu,
+        "training_read": cached,
     }

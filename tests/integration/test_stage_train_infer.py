@@ -32,6 +32,8 @@ def test_train_then_infer_from_pinned_snapshots(airflow_db, ray_head, iceberg):
     # Chance is 0.5 on this balanced-ish binary task; demand a clear margin on held-out rows.
     assert trained["metrics"]["holdout_accuracy"] > 0.8, trained["metrics"]
     assert trained["metrics"]["holdout_rows"] > 200
+    # The read is cached once, in one block per cluster CPU (the head has 2), not Ray Data's 200.
+    assert trained["training_read"] == {"rows": data.num_rows, "blocks": 2, "requested_blocks": 2}
     registry = iceberg.catalog.load_table("ml.models").scan().to_arrow().to_pylist()
     assert [(r["model_name"], r["model_version"], r["input_snapshot_id"]) for r in registry] == [
         ("clf", 1, snapshot)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ray_operators.jobs.ingest import iter_minibatches
+from ray_operators.jobs.ingest import ingest_read_blocks, iter_minibatches
 
 
 class Batches:
@@ -86,3 +86,18 @@ def test_empty_ingest_batches_yield_no_minibatch():
 
     sizes = [len(y) for _, y in iter_minibatches(WithEmpty(10), features=["a"], label="label", batch_size=4)]
     assert sizes == [4, 4, 2]
+
+
+def test_read_blocks_one_per_cluster_cpu_at_least_one_per_worker():
+    assert ingest_read_blocks("auto", num_workers=1, cluster_cpus=2) == 2
+    assert ingest_read_blocks("auto", num_workers=4, cluster_cpus=2) == 4  # every worker gets a block
+    assert ingest_read_blocks("auto", num_workers=1, cluster_cpus=64.0) == 64
+    assert ingest_read_blocks("auto", num_workers=1, cluster_cpus=0) == 1
+    assert ingest_read_blocks("ray") is None and ingest_read_blocks(None) is None  # Ray Data's default
+    assert ingest_read_blocks(12) == 12 and ingest_read_blocks("12") == 12
+
+
+@pytest.mark.parametrize("bad", [0, -3, "many", True, 2.5j, "1.5"])
+def test_bad_read_blocks_named(bad):
+    with pytest.raises(ValueError, match=r"read_blocks must be 'auto', 'ray' or a positive integer, got"):
+        ingest_read_blocks(bad)
