@@ -16,9 +16,7 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,18 +24,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
+from bench.airflow_home import isolated_airflow_home, migrate_db  # noqa: E402
 from bench.results import write_section  # noqa: E402
 
-HOME = tempfile.mkdtemp(prefix="bench-airflow-")
-os.environ.update(
-    {
-        "AIRFLOW_HOME": HOME,
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(HERE / "dags"),
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-        "RAY_USAGE_STATS_ENABLED": "0",
-    }
-)
+HOME = isolated_airflow_home("bench-airflow-")
 
 sys.path.insert(0, str(HERE / "dags"))
 from bench_dags import JOBS, POLL_INTERVAL  # noqa: E402
@@ -68,12 +58,7 @@ def main() -> None:
     parser.add_argument("--long-reps", type=int, default=3, help="repetitions of the 30-second job")
     args = parser.parse_args()
 
-    subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    migrate_db()
     from airflow.dag_processing.dagbag import DagBag
     from ray.job_submission import JobSubmissionClient
 

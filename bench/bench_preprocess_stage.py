@@ -22,7 +22,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,16 +30,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
-HOME = tempfile.mkdtemp(prefix="bench-stage-airflow-")
-os.environ.update(
-    {
-        "AIRFLOW_HOME": HOME,
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(HERE / "dags"),
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-        "RAY_USAGE_STATS_ENABLED": "0",
-    }
-)
+from bench.airflow_home import isolated_airflow_home, migrate_db  # noqa: E402
+
+HOME = isolated_airflow_home("bench-stage-airflow-")
 sys.path.insert(0, str(HERE / "dags"))
 
 from bench_stage_dags import CONN, POLL_INTERVAL, PREPROCESS_PARAMS  # noqa: E402
@@ -106,12 +98,7 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="bench-stage-"))
     os.environ.update(connection_env(CONN, root))
-    subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    migrate_db()
     from airflow.dag_processing.dagbag import DagBag
     from ray.job_submission import JobSubmissionClient
 
