@@ -3,10 +3,10 @@
 Stage params: ``feature_columns``, ``label_column``, ``num_classes``, ``model_name``,
 ``num_workers`` (default 1), ``use_gpu`` (``"auto"``: when the cluster has GPUs; true/false),
 ``resources_per_worker``, ``epochs``, ``batch_size``, ``ingest_batch_size`` (rows per Ray Data
-batch, cut into ``batch_size`` minibatches; see ``ingest.py``), ``read_blocks`` (blocks the
-cached read is split into: ``"auto"``, one per cluster CPU; ``"ray"``, Ray Data's default; or a
-number), ``shuffle`` (default true),
-``seed``, ``lr``, ``hidden``, ``holdout`` (fraction held out for evaluation, default 0.2),
+batch, cut into ``batch_size`` minibatches; default about 16 MiB of data; see ``ingest.py``),
+``read_blocks`` (blocks the cached read is split into: ``"auto"``, one per cluster CPU; ``"ray"``,
+Ray Data's default; or a number), ``shuffle`` (default true), ``seed``, ``lr``, ``hidden``,
+``holdout`` (fraction held out for evaluation, default 0.2),
 ``artifact_root`` (default: ``<warehouse>/models``).
 
 Writes the model artifact (a torch state dict) to ``<artifact_root>/<model_name>/<version>/``
@@ -21,7 +21,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from ray_operators.jobs.ingest import DEFAULT_INGEST_BATCH_SIZE, ingest_read_blocks
+from ray_operators.jobs.ingest import ingest_read_blocks
 from ray_operators.jobs.lakehouse import (
     StageError,
     StageSpec,
@@ -217,7 +217,7 @@ def run(spec: StageSpec) -> dict[str, Any]:
         "hidden": hidden,
         "epochs": int(p.get("epochs", 5)),
         "batch_size": int(p.get("batch_size", 128)),
-        "ingest_batch_size": int(p.get("ingest_batch_size", DEFAULT_INGEST_BATCH_SIZE)),
+        "ingest_batch_size": int(p["ingest_batch_size"]) if p.get("ingest_batch_size") else None,
         "shuffle": bool(p.get("shuffle", True)),
         "seed": int(p.get("seed", 0)),
         "lr": float(p.get("lr", 0.01)),

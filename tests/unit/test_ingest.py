@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ray_operators.jobs.ingest import ingest_read_blocks, iter_minibatches
+from ray_operators.jobs.ingest import ingest_read_blocks, ingest_rows, iter_minibatches
 
 
 class Batches:
@@ -101,3 +101,15 @@ def test_read_blocks_one_per_cluster_cpu_at_least_one_per_worker():
 def test_bad_read_blocks_named(bad):
     with pytest.raises(ValueError, match=r"read_blocks must be 'auto', 'ray' or a positive integer, got"):
         ingest_read_blocks(bad)
+
+
+def test_default_ingest_batches_hold_about_16_mib():
+    assert ingest_rows(8, 8192) == 229_376  # 28 minibatches of 8 features and a label
+    assert ingest_rows(8, 8192) * 9 * 8 <= 16 * 1024 * 1024 < (ingest_rows(8, 8192) + 8192) * 9 * 8
+    assert ingest_rows(1000, 8192) == 8192  # wide rows: never less than one minibatch
+    source = Batches(10_000)
+    rows = sum(
+        len(y) for _, y in iter_minibatches(source, features=["a", "b"], label="label", batch_size=100)
+    )
+    assert rows == 10_000
+    assert source.calls[0]["batch_size"] == ingest_rows(2, 100) == 699_000
