@@ -94,6 +94,14 @@ class BackgroundTrigger:
     async def next_event(self, timeout: float = 30) -> dict[str, Any]:
         return await asyncio.wait_for(self.events.get(), timeout)
 
+    async def events_reporting(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+        """Events until ``count`` snapshots are reported: commits made in a row while the trigger
+        runs can straddle a poll and come in two events."""
+        events = [await self.next_event(timeout)]
+        while sum(len(e["snapshot_ids"]) for e in events) < count:
+            events.append(await self.next_event(timeout))
+        return events
+
     async def polls_reach(self, count: int, timeout: float = 30) -> None:
         async def wait() -> None:
             while self.trigger.polls < count:
