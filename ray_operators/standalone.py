@@ -18,14 +18,6 @@ from typing import Any
 
 from ray_operators.embedded import free_port
 
-#: DB-API connect args for every process of the stack (``[database] sql_alchemy_connect_args``).
-#: SQLite has one write lock. A deferred transaction (pysqlite's default) that waits for it in WAL
-#: mode fails at once with "database is locked" when another writer commits meanwhile, whatever
-#: the busy timeout; ``BEGIN IMMEDIATE`` takes the lock first, so writers queue for up to
-#: ``timeout`` seconds instead (pysqlite's default is 5). This matters most for commands that
-#: are not safe to repeat, such as ``backfill create``.
-SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 60, "isolation_level": "IMMEDIATE"}
-
 
 class StandaloneAirflow:
     """
@@ -72,7 +64,6 @@ class StandaloneAirflow:
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": "4",
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": f"{__name__}.SQLITE_CONNECT_ARGS",
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
@@ -136,10 +127,7 @@ class StandaloneAirflow:
         """Run an ``airflow`` CLI command against this stack.
 
         SQLite allows one writer at a time and the scheduler writes often: a command that finds
-        the database locked is tried again (``attempts`` times in all). Pass ``attempts=1`` for a
-        command that may have committed part of its work before failing: ``backfill create``
-        commits the backfill before it creates its runs, so a retry finds "another backfill is
-        running" (its own).
+        the database locked is tried again (``attempts`` times in all).
         """
         for attempt in range(1, attempts + 1):
             done = subprocess.run(
