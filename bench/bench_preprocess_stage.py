@@ -61,7 +61,7 @@ def make_input(root: Path, rows: int) -> int:
 
 
 def direct(client, root: Path, snapshot: int, output: str) -> float:
-    from ray_operators.jobs.lakehouse import StageSpec, TableInput
+    from ray_operators.contract.spec import StageSpec, TableInput
 
     started = time.perf_counter()
     spec = StageSpec(

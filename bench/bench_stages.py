@@ -56,7 +56,7 @@ def incremental(root: Path, rows: int) -> dict[str, float]:
     import pyarrow as pa
     import ray
 
-    from ray_operators.jobs.lakehouse import appended_files
+    from ray_operators.jobs.read import appended_files
 
     catalog = open_catalog(root, CONN)
     catalog.create_namespace_if_not_exists("bench")
@@ -119,8 +119,9 @@ def ingest(root: Path, rows: int, files_count: int = 8) -> tuple[dict[int, dict[
     import ray
     import torch
 
+    from ray_operators.contract.spec import StageSpec, TableInput
     from ray_operators.jobs.ingest import ingest_read_blocks, iter_minibatches
-    from ray_operators.jobs.lakehouse import StageSpec, TableInput, read_pinned
+    from ray_operators.jobs.read import read_pinned
 
     catalog = open_catalog(root, CONN)
     cols = [f"f{i}" for i in range(8)]

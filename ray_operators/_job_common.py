@@ -9,7 +9,7 @@ import hashlib
 import re
 from typing import Any
 
-from ray_operators.jobs.result import RESULT_MARKER, parse_result
+from ray_operators.contract.result import RESULT_MARKER, parse_result
 
 #: How many lines of the driver log a failed task shows.
 FAILURE_TAIL_LINES = 50

@@ -181,8 +181,8 @@ def _run(bag: Any, dag_id: str) -> dict[str, Any]:
 
 
 def build_report(runs: list[dict[str, Any]], batch: dict[str, Any], seconds: float) -> dict[str, Any]:
+    from ray_operators.contract.lineage import INPUT_PREFIX, RUN_ID, RUN_KEY
     from ray_operators.hooks.iceberg import build_catalog
-    from ray_operators.jobs.lakehouse import INPUT_PREFIX, RUN_ID, RUN_KEY
 
     catalog = build_catalog(CONN_ICEBERG)
     stages = []

@@ -1,7 +1,13 @@
-"""Which Iceberg snapshots are new since a cursor: the one piece of logic every watcher shares.
+"""Snapshot lineage: pure functions over Iceberg table metadata, the one home of the ancestry walk.
 
-Works on pyiceberg ``TableMetadata`` objects passed in (pyiceberg is never imported here), so the
-trigger, the sensor's poke mode and tests all use the same code.
+Everything that asks "which snapshots are on the branch" uses this module: the run-key lookup of
+every write (only ancestors of the branch head count as committed, so a rolled-back write is not a
+commit), incremental reads (the appends in a range), input resolution (as-of lookups), and the
+sensor and trigger (what is new since a cursor).
+
+Works on pyiceberg ``TableMetadata`` objects passed in, and walks them with pyiceberg's own
+``ancestors_of`` over an O(1) snapshot index (pyiceberg is imported inside the functions only, so
+the Airflow side can import this module cheaply).
 
 Snapshot ids are random 64-bit numbers: order comes from the parent chain and sequence numbers,
 never from comparing ids.
@@ -9,8 +15,9 @@ never from comparing ids.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 DEFAULT_OPERATIONS = ("append", "overwrite", "delete")
@@ -137,6 +144,111 @@ def _by_id(metadata: Any) -> dict[int, Any]:
     return {snap.snapshot_id: snap for snap in metadata.snapshots}
 
 
+class SnapshotLineageError(ValueError):
+    """A snapshot or range cannot be resolved on the branch; the message names the table."""
+
+
+class _Index:
+    """The one method pyiceberg's ancestry helpers call, backed by a dict (``TableMetadata``'s own
+    ``snapshot_by_id`` is a linear search, which makes a walk quadratic in the history length)."""
+
+    def __init__(self, metadata: Any) -> None:
+        self.by_id = _by_id(metadata)
+
+    def snapshot_by_id(self, snapshot_id: int) -> Any | None:
+        return self.by_id.get(snapshot_id)
+
+
+def iter_ancestors(metadata: Any, snapshot: Any | None, index: _Index | None = None) -> Iterator[Any]:
+    """``snapshot`` and its ancestors, newest first (lazy: stop when you have what you need)."""
+    from pyiceberg.table.snapshots import ancestors_of
+
+    return iter(ancestors_of(snapshot, index or _Index(metadata)))
+
+
+def ancestors(metadata: Any, branch: str = "main") -> list[Any]:
+    """The branch head and its ancestors, newest first: the branch's history, not every snapshot
+    ever made (a rollback leaves snapshots in the metadata that are no longer on it)."""
+    return list(iter_ancestors(metadata, head_of(metadata, branch)))
+
+
+def operation(snapshot: Any) -> str:
+    op = getattr(snapshot.summary, "operation", None) if snapshot.summary is not None else None
+    return str(getattr(op, "value", op) or "append")
+
+
+def summary_value(snapshot: Any, key: str) -> str | None:
+    summary = snapshot.summary
+    if summary is None:
+        return None
+    props = getattr(summary, "additional_properties", None)
+    if props is not None:
+        return props.get(key)
+    return summary.get(key)
+
+
+def committed_with(metadata: Any, key: str, value: str, branch: str = "main") -> Any | None:
+    """The newest snapshot *on the branch* whose summary has ``key == value`` (a run key), or None.
+
+    Only ancestors of the branch head count: a snapshot that a rollback
+    (``manage_snapshots().set_current_snapshot``, Spark's ``rollback_to_snapshot``) took off the
+    branch is history, not a commit, the way Iceberg's Flink sink finds its last committed
+    checkpoint. Newest, because an overwrite may commit a delete and then an append under one key.
+    """
+    for snap in iter_ancestors(metadata, head_of(metadata, branch)):
+        if summary_value(snap, key) == value:
+            return snap
+    return None
+
+
+def values_on_branch(metadata: Any, key: str, branch: str = "main") -> set[str]:
+    """Every value of summary ``key`` (run keys) carried by a snapshot on the branch."""
+    found = (summary_value(s, key) for s in iter_ancestors(metadata, head_of(metadata, branch)))
+    return {v for v in found if v is not None}
+
+
+def as_of(metadata: Any, timestamp_ms: int, branch: str = "main") -> Any | None:
+    """The branch's snapshot as of a moment: its newest ancestor committed at or before it."""
+    return next(
+        (s for s in iter_ancestors(metadata, head_of(metadata, branch)) if s.timestamp_ms <= timestamp_ms),
+        None,
+    )
+
+
+def appends_between(
+    metadata: Any, from_exclusive: int | None, to_inclusive: int, *, table: str = "the table"
+) -> list[Any]:
+    """The snapshots in ``(from_exclusive, to_inclusive]`` on ``to``'s parent chain, oldest first.
+
+    Every one must be an append: an overwrite or delete changed rows that are already there, so
+    the range cannot be read as "what was added" (read a pinned snapshot instead).
+    """
+    index = _Index(metadata)
+    end = index.snapshot_by_id(to_inclusive)
+    if end is None:
+        raise SnapshotLineageError(
+            f"snapshot {to_inclusive} is not in {table} (expired, or from another table?)"
+        )
+    chain = []
+    reached = from_exclusive is None
+    for snap in iter_ancestors(metadata, end, index):
+        if snap.snapshot_id == from_exclusive:
+            reached = True
+            break
+        chain.append(snap)
+    if not reached:
+        raise SnapshotLineageError(
+            f"snapshot {from_exclusive} is not an ancestor of {to_inclusive} in {table}"
+        )
+    for snap in chain:
+        if operation(snap) != "append":
+            raise SnapshotLineageError(
+                f"snapshot {snap.snapshot_id} of {table} is a {operation(snap)}: only appends can be read "
+                "incrementally; read a pinned snapshot instead"
+            )
+    return list(reversed(chain))
+
+
 def _order_key(cursor_or_snap: Any) -> tuple[int, int]:
     # Sequence numbers order v2 tables; v1 tables have none, so timestamps stand in.
     return (int(getattr(cursor_or_snap, "sequence_number", 0) or 0), int(cursor_or_snap.timestamp_ms or 0))
@@ -159,12 +271,11 @@ def delta_since(metadata: Any, branch: str, cursor: Cursor | None, filt: Snapsho
     if cursor is not None and cursor.snapshot_id == head.snapshot_id:
         return Delta(cursor, head_cursor, [], [])
 
-    by_id = _by_id(metadata)
+    index = _Index(metadata)
+    by_id = index.by_id
     chain: list[Any] = []
-    node: Any | None = head
     reached_cursor = cursor is None or cursor.snapshot_id is None
-    history_gap = False
-    while node is not None:
+    for node in iter_ancestors(metadata, head, index):
         if cursor is not None and cursor.snapshot_id is not None:
             if node.snapshot_id == cursor.snapshot_id:
                 reached_cursor = True
@@ -173,10 +284,10 @@ def delta_since(metadata: Any, branch: str, cursor: Cursor | None, filt: Snapsho
                 # Older than (or as old as) the cursor without being it: another line of history.
                 break
         chain.append(node)
-        parent = node.parent_snapshot_id
-        node = by_id.get(parent) if parent is not None else None
-        if parent is not None and node is None:
-            history_gap = True
+    # The walk ended at a snapshot whose parent was expired from the metadata.
+    history_gap = (
+        bool(chain) and chain[-1].parent_snapshot_id is not None and chain[-1].parent_snapshot_id not in by_id
+    )
     rollback = False
     if not reached_cursor:
         if history_gap and cursor is not None and (cursor.sequence_number or cursor.timestamp_ms) and chain:
@@ -198,17 +309,14 @@ def _beyond_common_ancestor(by_id: dict[int, Any], head: Any, cursor: Cursor | N
     and newer than it: commits made after a rollback. Empty when the cursor's ancestry is unknown."""
     if cursor is None or cursor.snapshot_id not in by_id:
         return []
-    ancestors: set[int] = set()
-    node = by_id.get(cursor.snapshot_id)
-    while node is not None:
-        ancestors.add(node.snapshot_id)
-        node = by_id.get(node.parent_snapshot_id) if node.parent_snapshot_id is not None else None
+    index = _Index(SimpleNamespace(snapshots=list(by_id.values())))
+    of_cursor = {s.snapshot_id for s in iter_ancestors(None, by_id[cursor.snapshot_id], index)}
     chain = []
-    node = head
-    while node is not None and node.snapshot_id not in ancestors:
+    for node in iter_ancestors(None, head, index):
+        if node.snapshot_id in of_cursor:
+            break
         if _order_key(node) > _order_key(cursor):
             chain.append(node)
-        node = by_id.get(node.parent_snapshot_id) if node.parent_snapshot_id is not None else None
     return chain
 
 

@@ -20,7 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ray_operators.jobs.lakehouse import StageSpec, commit_exactly_once, ensure_table
+from ray_operators.contract.lineage import RUN_KEY
+from ray_operators.contract.run_key import derived
+from ray_operators.contract.spec import StageSpec
+from ray_operators.iceberg_snapshots import values_on_branch
+from ray_operators.jobs.write import commit_exactly_once, ensure_table
 
 REQUIRED = ("timestamp", "log_level", "message")
 
@@ -162,7 +166,7 @@ def run(spec: StageSpec) -> dict[str, Any]:
         try:
             fmt, columns, required = tabular.declared(spec.params)
         except tabular.TabularError as err:
-            from ray_operators.jobs.lakehouse import StageError
+            from ray_operators.contract.spec import StageError
 
             raise StageError(str(err)) from None
         good_schema = tabular.arrow_schema(columns)
@@ -193,7 +197,7 @@ def _curate(
     import ray
 
     out = spec.output_table
-    ensure_table(spec, out, good_schema)
+    curated = ensure_table(spec, out, good_schema)
     ensure_table(spec, f"{out}_quarantine", quarantine_schema)
     processing = ensure_table(spec, f"{out}_processing", processing_schema)
 
@@ -204,7 +208,17 @@ def _curate(
     # A retry of this run re-processes exactly the units its first try claimed (its PROCESSING
     # rows), never more: its write may already be committed under this run key.
     own_run = sorted({r["folder"] for r in rows if r["run_key"] == spec.run_key})
-    done = {f for f, r in latest.items() if r["status"] == "SUCCESS" and r["run_key"] != spec.run_key}
+    # A unit is done when its SUCCESS run's commit is still on the curated table's branch: after
+    # a rollback of that table, its units are curated again (the processing row alone is no proof).
+    on_branch = values_on_branch(curated.metadata, RUN_KEY)
+    done = {
+        f
+        for f, r in latest.items()
+        if r["status"] == "SUCCESS" and r["run_key"] != spec.run_key and r["run_key"] in on_branch
+    }
+    rolled_back = sorted(f for f, r in latest.items() if r["status"] == "SUCCESS" and f not in done)
+    if rolled_back and not own_run:
+        print(f"units whose curated commit is no longer on {out}'s branch, curated again: {rolled_back}")
     found = units()
     if own_run:
         claimed = [f for f in own_run if f in found]
@@ -232,9 +246,7 @@ def _curate(
             schema=processing_schema,
         )
 
-    start_spec = StageSpec.from_json(
-        {**spec.to_json(), "run": {**spec.run, "run_key": f"{spec.run_key}/start"}}
-    )
+    start_spec = spec.with_run_key(derived(spec.run_key, "start"))
     commit_exactly_once(
         start_spec,
         ray.data.from_arrow(log_rows("PROCESSING", {})) if claimed else None,
@@ -258,20 +270,16 @@ def _curate(
         else:
             good = bad = None
         logs_result = commit_exactly_once(spec, good, schema=good_schema)
-        q_spec = StageSpec.from_json(
-            {**spec.to_json(), "run": {**spec.run, "run_key": f"{spec.run_key}/quarantine"}}
-        )
+        q_spec = spec.with_run_key(derived(spec.run_key, "quarantine"))
         q_result = commit_exactly_once(q_spec, bad, table=f"{out}_quarantine", schema=quarantine_schema)
         stats = _per_unit(parsed) if files else {}
     except Exception as err:
-        end_spec = StageSpec.from_json(
-            {**spec.to_json(), "run": {**spec.run, "run_key": f"{spec.run_key}/failed"}}
-        )
+        end_spec = spec.with_run_key(derived(spec.run_key, "failed"))
         commit_exactly_once(
             end_spec, ray.data.from_arrow(log_rows("FAILED", {}, str(err)[:2000])), table=f"{out}_processing"
         )
         raise
-    end_spec = StageSpec.from_json({**spec.to_json(), "run": {**spec.run, "run_key": f"{spec.run_key}/end"}})
+    end_spec = spec.with_run_key(derived(spec.run_key, "end"))
     if claimed:
         commit_exactly_once(
             end_spec, ray.data.from_arrow(log_rows("SUCCESS", stats)), table=f"{out}_processing"

@@ -10,7 +10,7 @@ import argparse
 import numpy as np
 import ray
 
-from ray_operators.jobs.result import report_result
+from ray_operators.contract.result import report_result
 
 
 def square(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ray_operators.jobs.lakehouse import StageError, StageSpec, commit_exactly_once, ensure_table, read_pinned
+from ray_operators.contract.spec import StageError, StageSpec
+from ray_operators.jobs.read import read_pinned
+from ray_operators.jobs.write import commit_exactly_once, ensure_table
 
 
 class Predictor:

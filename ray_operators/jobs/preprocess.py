@@ -18,7 +18,9 @@ import inspect
 import json
 from typing import Any
 
-from ray_operators.jobs.lakehouse import StageError, StageSpec, commit_exactly_once, ensure_table, read_pinned
+from ray_operators.contract.spec import StageError, StageSpec
+from ray_operators.jobs.read import read_pinned
+from ray_operators.jobs.write import commit_exactly_once, ensure_table
 
 STATS_PROPERTY = "lakehouse.preprocess.stats"
 

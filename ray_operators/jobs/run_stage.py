@@ -10,8 +10,8 @@ import argparse
 import importlib
 import sys
 
-from ray_operators.jobs.lakehouse import StageError, StageSpec
-from ray_operators.jobs.result import report_result
+from ray_operators.contract.result import report_result
+from ray_operators.contract.spec import StageError, StageSpec
 
 STAGES = {
     "curate": "ray_operators.jobs.curate",

@@ -21,14 +21,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from ray_operators.contract.spec import StageError, StageSpec
 from ray_operators.jobs.ingest import ingest_read_blocks
-from ray_operators.jobs.lakehouse import (
-    StageError,
-    StageSpec,
-    commit_exactly_once,
-    ensure_table,
-    find_committed,
-)
+from ray_operators.jobs.write import commit_exactly_once, ensure_table, find_committed
 
 
 def registry_schema():
@@ -185,7 +180,7 @@ def run(spec: StageSpec) -> dict[str, Any]:
             "artifact_uri": row["artifact_uri"],
         }
 
-    from ray_operators.jobs.lakehouse import read_pinned
+    from ray_operators.jobs.read import read_pinned
 
     item = spec.inputs[0]
     num_workers = int(p.get("num_workers", 1))

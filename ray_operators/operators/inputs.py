@@ -131,25 +131,25 @@ def _event_snapshots(context: Context, table: str, conn_id: str) -> list[int]:
 
 def _by_read_mode(ref: dict[str, Any], context: Context, conn_id: str) -> tuple[dict[str, Any], str]:
     from ray_operators.hooks.iceberg import build_catalog
+    from ray_operators.iceberg_snapshots import ancestors, as_of, operation
 
     table_name = ref["table"]
     read = ref.get("read", "pinned")
     table = build_catalog(conn_id).load_table(table_name)
     metadata = table.metadata
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
-    chain = _ancestry(metadata)
+    chain = ancestors(metadata, "main")
     interval = (
         f"interval={start.isoformat()}/{end.isoformat()}" if start is not None and end is not None else None
     )
     if read == "interval_commits" and start is not None and end is not None:
         lo, hi = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
         ids = [
-            s.snapshot_id for s in reversed(chain) if lo < s.timestamp_ms <= hi and _operation(s) == "append"
+            s.snapshot_id for s in reversed(chain) if lo < s.timestamp_ms <= hi and operation(s) == "append"
         ]
         return {"table": table_name, "snapshot_ids": ids}, interval or "interval"
     if read == "as_of_interval_end" and end is not None:
-        cutoff = int(end.timestamp() * 1000)
-        snap = next((s for s in chain if s.timestamp_ms <= cutoff), None)
+        snap = as_of(metadata, int(end.timestamp() * 1000), "main")
         if snap is None:
             raise InputResolutionError(
                 f"input {table_name}: no snapshot existed at the end of the data interval ({end.isoformat()})"
@@ -162,22 +162,6 @@ def _by_read_mode(ref: dict[str, Any], context: Context, conn_id: str) -> tuple[
     if head is None:
         raise InputResolutionError(f"input {table_name}: the table has no snapshot yet")
     return {"table": table_name, "snapshot_id": head.snapshot_id}, interval or f"snapshots={head.snapshot_id}"
-
-
-def _ancestry(metadata: Any) -> list[Any]:
-    """The main branch's snapshots, newest first (its history, not every snapshot ever made)."""
-    ref = metadata.refs.get("main")
-    node = metadata.snapshot_by_id(ref.snapshot_id) if ref else None
-    chain = []
-    while node is not None:
-        chain.append(node)
-        node = metadata.snapshot_by_id(node.parent_snapshot_id) if node.parent_snapshot_id else None
-    return chain
-
-
-def _operation(snapshot: Any) -> str:
-    op = getattr(snapshot.summary, "operation", None)
-    return str(getattr(op, "value", op) or "append")
 
 
 def _interval_filter(column: str, context: Context, table: str) -> str:

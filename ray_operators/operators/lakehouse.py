@@ -35,7 +35,7 @@ def catalog_properties(iceberg_conn_id: str) -> dict[str, str]:
     (instance roles, or environment variables set on the Ray nodes, e.g. ``AWS_ACCESS_KEY_ID`` for
     S3 and ``PYICEBERG_CATALOG__<NAME>__CREDENTIAL`` for a REST catalog).
     """
-    from ray_operators.jobs.lakehouse import secret_problem
+    from ray_operators.contract.spec import secret_problem
 
     props = all_catalog_properties(iceberg_conn_id)
 
@@ -48,23 +48,30 @@ def catalog_properties(iceberg_conn_id: str) -> dict[str, str]:
     return safe
 
 
-def run_key_for(context: Context, task_id: str, input_snapshot_ids: Sequence[int] = ()) -> str:
-    """The identity of one stage run's output, stable across tries, clears and re-runs.
+def run_key_for(
+    context: Context,
+    task_id: str,
+    input_snapshot_ids: Sequence[int] = (),
+    *,
+    stage: str | None = None,
+    input_identity: str | None = None,
+) -> str:
+    """The run key of one stage run, from the task's context, by the one rule of
+    :mod:`ray_operators.contract.run_key` (input snapshots, curation's run, interval, partition,
+    pinned snapshots, run id)."""
+    from ray_operators.contract.run_key import run_key
 
-    The data interval when the run has one, else the partition key, else the triggering (input)
-    snapshot ids, else the run id. Asset-triggered and manual runs may have no logical date.
-    """
-    dag_id = context["dag"].dag_id
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
-    if start is not None and end is not None:
-        identity = f"interval={start.isoformat()}/{end.isoformat()}"
-    elif (partition := getattr(context.get("dag_run"), "partition_key", None)) is not None:
-        identity = f"partition={partition}"
-    elif input_snapshot_ids:
-        identity = "snapshots=" + ",".join(str(s) for s in input_snapshot_ids)
-    else:
-        identity = f"run={context['run_id']}"
-    return f"{dag_id}/{task_id}/{identity}"
+    return run_key(
+        dag_id=context["dag"].dag_id,
+        task_id=task_id,
+        run_id=context["run_id"],
+        stage=stage,
+        input_identity=input_identity,
+        interval=(start, end) if start is not None and end is not None else None,
+        partition_key=getattr(context.get("dag_run"), "partition_key", None),
+        pinned_snapshot_ids=input_snapshot_ids,
+    )
 
 
 class LakehouseStageOperator(RayJobOperator):
@@ -147,7 +154,7 @@ class LakehouseStageOperator(RayJobOperator):
         self.input_refs = input_refs
 
     def build_spec(self, context: Context) -> dict[str, Any]:
-        from ray_operators.jobs.lakehouse import StageSpec, TableInput
+        from ray_operators.contract.spec import StageSpec, TableInput
 
         identity = None
         if self.input_refs:
@@ -160,13 +167,10 @@ class LakehouseStageOperator(RayJobOperator):
             inputs = [TableInput(**item) for item in _as_list(self.inputs)]
         snapshot_ids = [s for i in inputs for s in i.identity()]
         ti = context["ti"]
-        run_key = self.run_key
-        if not run_key and identity:
-            run_key = f"{ti.dag_id}/{self.task_id}/{identity}"
-        if not run_key and self.stage == "curate":
-            # Curation is exactly-once per raw unit (its processing-metadata table): any run may
-            # take the units nobody took yet, and a retry of this run repeats exactly its own.
-            run_key = f"{ti.dag_id}/{self.task_id}/run={ti.run_id}"
+        # Input snapshots name the run when they came from a sensor, a stage, events or the UI.
+        run_key = self.run_key or run_key_for(
+            context, self.task_id, snapshot_ids, stage=self.stage, input_identity=identity
+        )
         spec = StageSpec(
             stage=self.stage,
             catalog_name=self.iceberg_conn_id,
@@ -178,18 +182,19 @@ class LakehouseStageOperator(RayJobOperator):
             keys=list(self.keys),
             slice_filter=self.slice_filter,
             run={
-                "run_key": run_key or run_key_for(context, self.task_id, snapshot_ids),
+                "run_key": run_key,
                 "dag_id": ti.dag_id,
                 "run_id": ti.run_id,
                 "task_id": ti.task_id,
             },
             params=dict(self.stage_params),
         )
-        StageSpec.from_json(spec.to_json())  # validate here: a bad spec fails before submission
+        # Validate here, params included: a bad spec fails before submission.
+        StageSpec.from_json(spec.to_json()).typed_params()
         return spec.to_json()
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from ray_operators.jobs.lakehouse import StageSpec
+        from ray_operators.contract.spec import StageSpec
 
         spec = StageSpec.from_json(self.build_spec(context))
         self.entrypoint = f"python -m ray_operators.jobs.run_stage --spec {spec.encode()}"

@@ -20,8 +20,8 @@ from ray_operators._job_common import (
     new_log_lines,
     submission_base,
 )
+from ray_operators.contract.result import SUBMISSION_ID_ENV
 from ray_operators.hooks.ray import ACTIVE_STATES, TERMINAL_STATES, RayAuthError, RayJobsError, RayJobsHook
-from ray_operators.jobs.result import SUBMISSION_ID_ENV
 from ray_operators.links.ray import RAY_JOB_URL_XCOM_KEY, RayJobLink
 from ray_operators.triggers.ray_job import MAX_CONSECUTIVE_ERRORS, STOP_GRACE_SECONDS, RayJobTrigger
 
@@ -43,7 +43,7 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
     the task stops the Ray job, whether the task waits in a worker or deferred in the triggerer.
 
     The driver log streams into the task log while the job runs. A job reports a small JSON
-    result with :func:`ray_operators.jobs.result.report_result`; the operator returns
+    result with :func:`ray_operators.contract.result.report_result`; the operator returns
     ``{submission_id, status, dashboard_url, start_time, end_time, result}`` as its XCom value.
 
     :param entrypoint: shell command the job driver runs (templated).

@@ -92,7 +92,7 @@ class SparkCurateOperator(SparkSubmitOperator):
         self.run_key = run_key
 
     def build_spec(self, context: Context) -> str:
-        from ray_operators.jobs.lakehouse import StageSpec
+        from ray_operators.contract.spec import StageSpec
 
         raw = [self.raw_paths] if isinstance(self.raw_paths, str) else list(self.raw_paths)
         ti = context["ti"]

@@ -12,10 +12,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ray_operators.contract.params import InferParams, TrainParams
+
 NAME = r"^[A-Za-z][A-Za-z0-9_]*$"
 TABLE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
 PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
 Table = Annotated[str, Field(pattern=TABLE, description="`namespace.table`")]
+
+
+#: Stage defaults live in the contract (one place), shared with the jobs.
+_TRAIN, _INFER = TrainParams(), InferParams()
 
 
 class Strict(BaseModel):
@@ -244,22 +250,22 @@ class TrainStage(StageBase):
     features: InputTable | None = Field(None, description="the feature table to train on")
     feature_columns: list[str] = Field(min_length=1)
     label_column: str
-    num_classes: int = Field(2, ge=2)
+    num_classes: int = Field(_TRAIN.num_classes, ge=2)
     model_name: str = Field(pattern=NAME)
     registry: Table = Field(description="model-registry table the stage appends to")
-    num_workers: int = Field(1, ge=1)
-    use_gpu: bool | Literal["auto"] = "auto"
+    num_workers: int = Field(_TRAIN.num_workers, ge=1)
+    use_gpu: bool | Literal["auto"] = _TRAIN.use_gpu
     resources_per_worker: dict[str, float] | None = None
-    epochs: int = Field(5, ge=1)
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(0.01, gt=0)
-    hidden: int = Field(32, ge=1)
-    holdout: float = Field(0.2, gt=0, lt=1)
+    epochs: int = Field(_TRAIN.epochs, ge=1)
+    batch_size: int = Field(_TRAIN.batch_size, ge=1)
+    lr: float = Field(_TRAIN.lr, gt=0)
+    hidden: int = Field(_TRAIN.hidden, ge=1)
+    holdout: float = Field(_TRAIN.holdout, gt=0, lt=1)
 
 
 class ActorPool(Strict):
-    min_size: int = Field(1, ge=1)
-    max_size: int = Field(1, ge=1)
+    min_size: int = Field(_INFER.min_actors, ge=1)
+    max_size: int = Field(_INFER.max_actors, ge=1)
 
     @model_validator(mode="after")
     def _order(self) -> ActorPool:
@@ -276,8 +282,8 @@ class InferStage(StageBase):
     registry: Table | None = None
     output: Output
     actors: ActorPool = Field(default_factory=ActorPool)
-    num_gpus: float = Field(0, ge=0)
-    batch_size: int = Field(256, ge=1)
+    num_gpus: float = Field(_INFER.num_gpus, ge=0)
+    batch_size: int = Field(_INFER.batch_size, ge=1)
     carry_columns: list[str] = Field(default_factory=list)
 
 

@@ -14,6 +14,7 @@ from ray_operators.iceberg_snapshots import (
     EMPTY,
     Cursor,
     SnapshotFilter,
+    as_of,
     cursor_at,
     delta_since,
     head_of,
@@ -259,11 +260,7 @@ class IcebergSnapshotSensor(BaseSensorOperator):
         """The branch's snapshot as of a moment: the newest ancestor of the head committed by then."""
         if metadata is None:
             return EMPTY
-        by_id = {s.snapshot_id: s for s in metadata.snapshots}
-        node = head_of(metadata, self.branch)
-        while node is not None and node.timestamp_ms > timestamp_ms:
-            node = by_id.get(node.parent_snapshot_id) if node.parent_snapshot_id is not None else None
-        return cursor_at(node)
+        return cursor_at(as_of(metadata, timestamp_ms, self.branch))
 
     def _previous_run_cursor(self, context: Context) -> Cursor | None:
         try:

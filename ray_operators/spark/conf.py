@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_operators.jobs.lakehouse import secret_problem
+from ray_operators.contract.spec import secret_problem
 
 #: Maven coordinates of the Iceberg Spark runtime (Spark 3.5, Scala 2.12) and AWS bundle for S3.
 ICEBERG_SPARK_PACKAGES = (

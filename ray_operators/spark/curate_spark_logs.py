@@ -27,7 +27,7 @@ from typing import Any
 
 def committed(spark: Any, table: str, run_key: str) -> bool:
     """Whether ``table`` already holds a snapshot written under ``run_key``."""
-    from ray_operators.jobs.lakehouse import RUN_KEY
+    from ray_operators.contract.lineage import RUN_KEY
 
     rows = spark.sql(f"SELECT summary FROM {table}.snapshots").collect()
     return any((row["summary"] or {}).get(RUN_KEY) == run_key for row in rows)
@@ -35,7 +35,7 @@ def committed(spark: Any, table: str, run_key: str) -> bool:
 
 def write_once(spark: Any, frame: Any, table: str, properties: dict[str, str]) -> bool:
     """Append ``frame`` with lineage, unless this run key is there already. True when written."""
-    from ray_operators.jobs.lakehouse import RUN_KEY
+    from ray_operators.contract.lineage import RUN_KEY
 
     if committed(spark, table, properties[RUN_KEY]):
         print(f"{table}: run key {properties[RUN_KEY]} already committed, writing nothing", flush=True)
@@ -55,9 +55,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
+    from ray_operators.contract.lineage import RUN_KEY
+    from ray_operators.contract.result import report_result
+    from ray_operators.contract.spec import StageSpec
     from ray_operators.jobs.curate import parse_line
-    from ray_operators.jobs.lakehouse import RUN_KEY, StageSpec
-    from ray_operators.jobs.result import report_result
 
     spec = StageSpec.decode(args.spec)
     spark = SparkSession.builder.appName(f"curate {spec.output_table}").getOrCreate()

@@ -7,8 +7,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from ray_operators.jobs.lakehouse import StageSpec
-from ray_operators.jobs.result import parse_result
+from ray_operators.contract.result import parse_result
+from ray_operators.contract.spec import StageSpec
 from tests.conftest import wait_for
 from tests.iceberg_helpers import catalog_properties
 
@@ -49,6 +49,7 @@ def test_same_run_key_committed_during_the_write_is_not_duplicated(
     # The other try's rows won; ours were never committed.
     assert out["ids"] == [-3, -2, -1]
     assert out["snapshots_with_key"] == 1
+    assert out["branch_run_keys"] == ["race/same/run=1"]
     assert out["result"]["skipped"] is True
 
 
@@ -56,6 +57,9 @@ def test_unrelated_concurrent_commit_is_kept_and_ours_lands_once(
     airflow_db, ray_head, hook, iceberg, tmp_path
 ):
     out = _race(hook, iceberg, tmp_path, "other", "race.other")
+    # The other writer committed inside our write (after its run-key check, before its commit):
+    # its snapshot is on the branch, before ours, and nothing of either was lost.
+    assert out["branch_run_keys"] == ["someone-else/run=1", "race/other/run=1"]
     assert out["ids"] == [-3, -2, -1, *range(50)]
     assert out["snapshots_with_key"] == 1
     assert out["result"]["skipped"] is False and out["result"]["rows"] == 50

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ray_operators.jobs.lakehouse import StageSpec
+from ray_operators.contract.spec import StageSpec
 from ray_operators.spark.conf import jdbc_uri, spark_catalog_conf
 from tests.airflow_helpers import get_dag
 

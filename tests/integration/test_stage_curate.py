@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
+from ray_operators.contract.lineage import DAG_ID, RUN_KEY, SUBMISSION_ID
+from ray_operators.contract.spec import StageSpec
 from ray_operators.demo_data import generate_spark_logs
-from ray_operators.jobs.lakehouse import DAG_ID, RUN_KEY, SUBMISSION_ID, StageSpec, find_committed
+from ray_operators.jobs.write import find_committed
 from tests.airflow_helpers import get_dag, jobs_of, xcoms
 
 pytestmark = pytest.mark.integration

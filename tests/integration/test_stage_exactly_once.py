@@ -5,7 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from ray_operators.jobs.lakehouse import StageSpec, find_committed
+from ray_operators.contract.spec import StageSpec
+from ray_operators.jobs.write import find_committed
 from tests.conftest import wait_for
 from tests.iceberg_helpers import catalog_properties
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
-from ray_operators.jobs.lakehouse import INPUT_PREFIX
+from ray_operators.contract.lineage import INPUT_PREFIX
 from ray_operators.jobs.preprocess import STATS_PROPERTY
 from tests.airflow_helpers import get_dag, xcoms
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ray_operators.contract.lineage import INPUT_PREFIX
 from ray_operators.demo_data import generate_tabular
-from ray_operators.jobs.lakehouse import INPUT_PREFIX
 from tests.airflow_helpers import get_dag, xcoms
 
 pytestmark = pytest.mark.integration

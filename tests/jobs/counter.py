@@ -6,7 +6,7 @@ usage: python counter.py N INTERVAL [fail]
 import sys
 import time
 
-from ray_operators.jobs.result import report_result
+from ray_operators.contract.result import report_result
 
 count = int(sys.argv[1])
 interval = float(sys.argv[2])

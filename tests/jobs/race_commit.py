@@ -14,8 +14,11 @@ import sys
 import pyarrow as pa
 import ray
 
-from ray_operators.jobs.lakehouse import RUN_KEY, StageSpec, commit_exactly_once, find_committed
-from ray_operators.jobs.result import report_result
+from ray_operators.contract.lineage import RUN_KEY
+from ray_operators.contract.result import report_result
+from ray_operators.contract.spec import StageSpec
+from ray_operators.iceberg_snapshots import ancestors
+from ray_operators.jobs.write import commit_exactly_once, find_committed
 
 spec = StageSpec.decode(sys.argv[1])
 which = sys.argv[2]
@@ -46,4 +49,6 @@ table = spec.load_catalog().load_table(spec.output_table)
 ids = sorted(table.scan().to_arrow()["id"].to_pylist())
 with_key = [s.snapshot_id for s in table.metadata.snapshots if (s.summary or {}).get(RUN_KEY) == spec.run_key]
 assert find_committed(table, spec.run_key) is not None
-report_result({"result": result, "ids": ids, "snapshots_with_key": len(with_key)})
+# Which run keys the branch holds, oldest first: the other writer's commit must be among them.
+branch = [(s.summary or {}).get(RUN_KEY) for s in reversed(ancestors(table.metadata))]
+report_result({"result": result, "ids": ids, "snapshots_with_key": len(with_key), "branch_run_keys": branch})

@@ -15,7 +15,7 @@ from ray_operators._job_common import (
     new_log_lines,
     submission_base,
 )
-from ray_operators.jobs.result import RESULT_MARKER, ResultTooLargeError, parse_result, report_result
+from ray_operators.contract.result import RESULT_MARKER, ResultTooLargeError, parse_result, report_result
 
 
 def test_submission_base_is_deterministic_and_unique_per_task_instance():

@@ -85,5 +85,30 @@ def test_ray_side_job_code_never_imports_airflow():
             for name in names:
                 assert not name.startswith("airflow"), f"{path}: imports {name}"
                 # Ray-side code may share only modules that are themselves Airflow-free.
-                if name.startswith("ray_operators") and not name.startswith("ray_operators.jobs"):
+                if name.startswith("ray_operators") and not name.startswith(SHARED_WITH_RAY):
                     raise AssertionError(f"{path}: imports {name} from the Airflow side")
+
+
+#: What Ray-side code may import from this package: itself, the contract, the snapshot lineage.
+SHARED_WITH_RAY = ("ray_operators.jobs", "ray_operators.contract", "ray_operators.iceberg_snapshots")
+
+
+def test_the_contract_and_snapshot_lineage_import_neither_airflow_nor_ray():
+    shared = [
+        *(REPO / "ray_operators" / "contract").rglob("*.py"),
+        REPO / "ray_operators" / "iceberg_snapshots.py",
+    ]
+    for path in shared:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                root = name.split(".")[0]
+                assert root not in ("airflow", "ray"), f"{path}: imports {name}"
+                if name.startswith("ray_operators"):
+                    assert name.startswith(("ray_operators.contract", "ray_operators.iceberg_snapshots")), (
+                        f"{path}: the shared contract imports {name}"
+                    )

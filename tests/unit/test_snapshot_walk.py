@@ -4,8 +4,21 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from ray_operators.iceberg_snapshots import EMPTY, Cursor, SnapshotFilter, delta_since
-from ray_operators.jobs.lakehouse import find_committed, secret_problem
+import pytest
+
+from ray_operators.contract.spec import secret_problem
+from ray_operators.iceberg_snapshots import (
+    EMPTY,
+    Cursor,
+    SnapshotFilter,
+    SnapshotLineageError,
+    ancestors,
+    appends_between,
+    as_of,
+    committed_with,
+    delta_since,
+)
+from ray_operators.jobs.write import find_committed
 
 
 def snap(sid, parent, seq, op="append", **props):
@@ -68,9 +81,48 @@ def test_never_compares_ids_and_orders_by_chain():
 def test_find_committed_returns_the_newest_snapshot_with_the_run_key():
     delete = snap(1, None, 1, op="delete", **{"lakehouse.run-key": "k"})
     append = snap(2, 1, 2, **{"lakehouse.run-key": "k"})
-    table = SimpleNamespace(metadata=SimpleNamespace(snapshots=[delete, append]))
+    table = SimpleNamespace(metadata=metadata([delete, append], 2))
     assert find_committed(table, "k").snapshot_id == 2
     assert find_committed(table, "other") is None
+
+
+def test_a_rolled_back_commit_is_not_a_commit():
+    base = snap(1, None, 1)
+    written = snap(2, 1, 2, **{"lakehouse.run-key": "k"})
+    # main rolled back to 1: snapshot 2 is still in the metadata, but not on the branch.
+    rolled_back = SimpleNamespace(metadata=metadata([base, written], 1))
+    assert find_committed(rolled_back, "k") is None
+    # The re-run's commit (3, on top of 1) is the one that counts; another branch's head does not.
+    rewritten = snap(3, 1, 3, **{"lakehouse.run-key": "k"})
+    assert (
+        find_committed(SimpleNamespace(metadata=metadata([base, written, rewritten], 3)), "k").snapshot_id
+        == 3
+    )
+    assert committed_with(metadata([base, written], 1), "lakehouse.run-key", "k", branch="audit") is None
+
+
+def test_ancestors_and_as_of_follow_the_branch_not_the_metadata_list():
+    s1, s2, s3, s4 = snap(11, None, 1), snap(22, 11, 2), snap(33, 22, 3), snap(44, 11, 4)
+    meta = metadata([s1, s2, s3, s4], 44)  # rolled back to 11, then 44 appended
+    assert [s.snapshot_id for s in ancestors(meta)] == [44, 11]
+    assert as_of(meta, 3500).snapshot_id == 11  # 33 was committed by then, but is off the branch
+    assert as_of(meta, 500) is None
+    assert as_of(meta, 4000).snapshot_id == 44
+
+
+def test_appends_between_is_oldest_first_and_refuses_non_appends_and_strangers():
+    s1, s2, s3 = snap(11, None, 1), snap(22, 11, 2), snap(33, 22, 3)
+    meta = metadata([s1, s2, s3], 33)
+    assert [s.snapshot_id for s in appends_between(meta, 11, 33)] == [22, 33]
+    assert [s.snapshot_id for s in appends_between(meta, None, 22)] == [11, 22]
+    assert appends_between(meta, 33, 33) == []
+    with pytest.raises(SnapshotLineageError, match="44 is not an ancestor of 33 in db.t"):
+        appends_between(meta, 44, 33, table="db.t")
+    with pytest.raises(SnapshotLineageError, match="99 is not in db.t"):
+        appends_between(meta, None, 99, table="db.t")
+    overwrite = snap(44, 33, 4, op="overwrite")
+    with pytest.raises(SnapshotLineageError, match="snapshot 44 of db.t is a overwrite"):
+        appends_between(metadata([s1, s2, s3, overwrite], 44), 22, 44, table="db.t")
 
 
 def test_secrets_are_recognised_by_name_and_in_uris():

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from ray_operators.contract.spec import StageError, StageSpec, TableInput
 from ray_operators.demo_data import MALFORMED, generate_spark_logs
 from ray_operators.jobs.curate import parse_line
-from ray_operators.jobs.lakehouse import StageError, StageSpec, TableInput
 
 
 def _spec(**overrides):

@@ -1,0 +1,21 @@
+"""Snapshot-summary keys: what every lakehouse commit says about where its data came from."""
+
+from __future__ import annotations
+
+#: The identity of one stage run's output (see :mod:`ray_operators.contract.run_key`).
+RUN_KEY = "lakehouse.run-key"
+DAG_ID = "lakehouse.dag-id"
+RUN_ID = "lakehouse.run-id"
+TASK_ID = "lakehouse.task-id"
+SUBMISSION_ID = "lakehouse.ray-submission-id"
+STAGE = "lakehouse.stage"
+#: ``lakehouse.input.<table>``: the snapshot (``123``), range (``1..5``) or list (``1+3``) read.
+INPUT_PREFIX = "lakehouse.input."
+#: The fitted preprocessing state a preprocess commit applied: its URI and version.
+PREPROCESS_STATE_URI = "lakehouse.preprocess.state-uri"
+PREPROCESS_STATE_VERSION = "lakehouse.preprocess.state-version"
+#: ``true`` on the overwrite commit of a refit (the whole table rewritten with the new state).
+PREPROCESS_REFIT = "lakehouse.preprocess.refit"
+#: The model a train or infer commit registered or applied (``name:version``) and its artifact.
+MODEL = "lakehouse.model"
+MODEL_URI = "lakehouse.model-uri"
