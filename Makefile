@@ -49,6 +49,7 @@ bench: install
 	$(PY) bench/bench_stages.py
 	$(PY) bench/bench_preprocess_stage.py
 	$(PY) bench/bench_parse.py
+	$(PY) bench/bench_tiny_stage.py
 
 clean:
 	rm -rf .local build dist *.egg-info .pytest_cache .ruff_cache

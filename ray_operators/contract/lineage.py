@@ -11,6 +11,8 @@ SUBMISSION_ID = "lakehouse.ray-submission-id"
 STAGE = "lakehouse.stage"
 #: ``lakehouse.input.<table>``: the snapshot (``123``), range (``1..5``) or list (``1+3``) read.
 INPUT_PREFIX = "lakehouse.input."
+#: On a commit whose run key was committed before and rolled back off the branch: those snapshot ids.
+REPLACES_ROLLED_BACK = "lakehouse.replaces-rolled-back"
 #: The fitted preprocessing state a preprocess commit applied: its URI and version.
 PREPROCESS_STATE_URI = "lakehouse.preprocess.state-uri"
 PREPROCESS_STATE_VERSION = "lakehouse.preprocess.state-version"

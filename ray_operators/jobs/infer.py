@@ -1,9 +1,9 @@
 """Stage 4, inference writeback: a model from the registry over a pinned feature snapshot.
 
-Stage params: ``model_table`` (the registry the train stage writes), ``model_name``,
-``model_version`` (default: the latest), ``batch_size``, ``min_actors``/``max_actors`` (the actor
-pool: the model loads once per actor), ``num_gpus`` per actor (default 0), ``carry_columns``
-(input columns copied to the output; default all).
+Stage params (defaults in ``contract/params.py``): ``model_table`` (the registry the train stage
+writes), ``model_name``, ``model_version`` (default: the latest), ``batch_size``,
+``min_actors``/``max_actors`` (the actor pool: the model loads once per actor), ``num_gpus`` per
+actor (default 0), ``carry_columns`` (input columns copied to the output; default all).
 
 Output rows: the carried columns, ``prediction``, ``model_name``, ``model_version`` and
 ``input_snapshot_id``; the snapshot summary also names the model and the input snapshot.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ray_operators.contract.lineage import MODEL
 from ray_operators.contract.spec import StageError, StageSpec
 from ray_operators.jobs.read import read_pinned
 from ray_operators.jobs.write import commit_exactly_once, ensure_table
@@ -60,14 +61,14 @@ class Predictor:
 
 
 def pick_model(spec: StageSpec) -> dict[str, Any]:
-    p = spec.params
-    table = p.get("model_table")
+    p = spec.typed_params()
+    table = p.model_table
     if not table:
         raise StageError("infer needs params.model_table (the model registry)")
     rows = spec.load_catalog().load_table(table).scan().to_arrow().to_pylist()
-    name = p.get("model_name")
+    name = p.model_name
     rows = [r for r in rows if name is None or r["model_name"] == name]
-    version = p.get("model_version", "latest")
+    version = p.model_version
     if version not in (None, "latest"):
         rows = [r for r in rows if r["model_version"] == int(version)]
     if not rows:
@@ -80,7 +81,7 @@ def run(spec: StageSpec) -> dict[str, Any]:
 
     if len(spec.inputs) != 1 or not spec.inputs[0].identity():
         raise StageError("infer reads exactly one pinned input (a snapshot_id, a range or snapshot_ids)")
-    p = spec.params
+    p = spec.typed_params()
     model = pick_model(spec)
     features = json.loads(model["feature_columns"])
     item = spec.inputs[0]
@@ -99,11 +100,11 @@ def run(spec: StageSpec) -> dict[str, Any]:
             "hidden": int(model["hidden"]),
             "classes": int(model["num_classes"]),
             "tag": tag,
-            "carry": p.get("carry_columns"),
+            "carry": p.carry_columns,
         },
-        compute=ActorPoolStrategy(min_size=int(p.get("min_actors", 1)), max_size=int(p.get("max_actors", 2))),
-        num_gpus=float(p.get("num_gpus", 0)),
-        batch_size=int(p.get("batch_size", 512)),
+        compute=ActorPoolStrategy(min_size=int(p.min_actors), max_size=int(p.max_actors)),
+        num_gpus=float(p.num_gpus),
+        batch_size=int(p.batch_size),
         batch_format="pandas",
     ).materialize()
     schema = predictions.schema().base_schema if rows_in else None
@@ -114,7 +115,7 @@ def run(spec: StageSpec) -> dict[str, Any]:
         spec,
         predictions if rows_in else None,
         schema=schema,
-        extra_properties={"lakehouse.model": f"{model['model_name']}:{model['model_version']}"},
+        extra_properties={MODEL: f"{model['model_name']}:{model['model_version']}"},
     )
     return {
         "stage": "infer",

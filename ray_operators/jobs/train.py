@@ -7,11 +7,16 @@ batch, cut into ``batch_size`` minibatches; default about 16 MiB of data; see ``
 ``read_blocks`` (blocks the cached read is split into: ``"auto"``, one per cluster CPU; ``"ray"``,
 Ray Data's default; or a number), ``shuffle`` (default true), ``seed``, ``lr``, ``hidden``,
 ``holdout`` (fraction held out for evaluation, default 0.2),
-``artifact_root`` (default: ``<warehouse>/models``).
+``artifact_root`` (default: ``<warehouse>/models``), ``storage_path`` (Ray Train's run storage;
+default ``<warehouse>/ray_train``, shared by every node). Defaults: ``contract/params.py``.
 
-Writes the model artifact (a torch state dict) to ``<artifact_root>/<model_name>/<version>/``
-(file:// here, s3:// in production) and one row in the model-registry table (the stage's output
-table): model name and version, metrics, artifact URI, input table and snapshot id, run key.
+Writes the model artifact (a torch state dict) to ``<artifact_root>/<model_name>/runs/<run key>/``
+(file:// here, s3:// in production): keyed by the run key, never by a version chosen before
+training. The version is assigned at the registry commit, from the registry as of the commit's
+base, under the same optimistic-concurrency rule as every write: two concurrent training runs
+get two versions, two artifacts and one registry row each. The registry row (the stage's output
+table) holds model name and version, metrics (returned by the training function through Ray
+Train's ``Result.return_value``), artifact URI, input table and snapshot id, and the run key.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
+from ray_operators.contract.lineage import MODEL, MODEL_URI
 from ray_operators.contract.spec import StageError, StageSpec
 from ray_operators.jobs.ingest import ingest_read_blocks
-from ray_operators.jobs.write import commit_exactly_once, ensure_table, find_committed
+from ray_operators.jobs.write import commit_rows_exactly_once, ensure_table, find_committed
 
 
 def registry_schema():
@@ -65,7 +72,7 @@ def resolve_use_gpu(setting: Any) -> bool:
     return bool(setting)
 
 
-def _train_loop(config: dict[str, Any]) -> None:
+def _train_loop(config: dict[str, Any]) -> dict[str, Any] | None:
     import ray.train
     import torch
 
@@ -96,15 +103,24 @@ def _train_loop(config: dict[str, Any]) -> None:
             total, count = total + float(loss) * len(y), count + len(y)
         losses.append(total / max(count, 1))
         ray.train.report({"epoch": epoch, "loss": losses[-1]})
-    if ray.train.get_context().get_world_rank() == 0:
-        base = model.module if hasattr(model, "module") else model
-        _save_state(base.state_dict(), config["artifact_uri"])
-        # Ray Train's Result carries no metrics without checkpoints: the losses go with the model.
-        _save_bytes(json.dumps({"epoch_losses": losses}).encode(), _metrics_uri(config["artifact_uri"]))
+    if ray.train.get_context().get_world_rank() != 0:
+        return None
+    base = model.module if hasattr(model, "module") else model
+    _save_state(base.state_dict(), config["artifact_uri"])
+    # Ray Train hands rank 0's return value back as Result.return_value: the metrics travel there.
+    return {"epoch_losses": losses}
 
 
-def _metrics_uri(artifact_uri: str) -> str:
-    return artifact_uri.rsplit("/", 1)[0] + "/train_metrics.json"
+def artifact_dir(root: str, model_name: str, run_key: str) -> str:
+    """Where one training run's artifacts go: keyed by its run key, so two runs (a backfill and a
+    scheduled run, or ``max_active_runs > 1``) never write the same path, and a retry of the same
+    run overwrites only its own unregistered artifact. The version is assigned at registration."""
+    import hashlib
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9._=-]+", "_", run_key).strip("_")[:80]
+    digest = hashlib.sha256(run_key.encode()).hexdigest()[:12]
+    return f"{root.rstrip('/')}/{model_name}/runs/{slug}-{digest}"
 
 
 def _save_bytes(data: bytes, uri: str) -> None:
@@ -114,14 +130,6 @@ def _save_bytes(data: bytes, uri: str) -> None:
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as out:
         out.write(data)
-
-
-def _load_bytes(uri: str) -> bytes:
-    import pyarrow.fs as pafs
-
-    fs, path = pafs.FileSystem.from_uri(uri)
-    with fs.open_input_stream(path) as stream:
-        return stream.read()
 
 
 def _save_state(state: dict[str, Any], uri: str) -> None:
@@ -145,6 +153,21 @@ def load_state(uri: str) -> dict[str, Any]:
         return torch.load(io.BytesIO(stream.read()), map_location="cpu", weights_only=True)
 
 
+def warehouse_uri(spec: StageSpec) -> str:
+    return spec.catalog_properties.get("warehouse", "file:///tmp/warehouse").rstrip("/")
+
+
+def _registered(spec: StageSpec, result: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "stage": "train",
+        "output": result,
+        "model_name": row["model_name"],
+        "model_version": int(row["model_version"]),
+        "metrics": json.loads(row["metrics"]),
+        "artifact_uri": row["artifact_uri"],
+    }
+
+
 def run(spec: StageSpec) -> dict[str, Any]:
     import numpy as np
     import ray.train
@@ -152,40 +175,30 @@ def run(spec: StageSpec) -> dict[str, Any]:
 
     if len(spec.inputs) != 1 or spec.inputs[0].snapshot_id is None:
         raise StageError("train reads exactly one feature table pinned to a snapshot_id")
-    p = spec.params
-    features = list(p.get("feature_columns") or [])
-    label = p.get("label_column")
+    p = spec.typed_params()
+    features, label = list(p.feature_columns), p.label_column
     if not features or not label:
         raise StageError("train needs params.feature_columns and params.label_column")
-    name = p.get("model_name") or spec.output_table.rpartition(".")[2]
+    name = p.model_name or spec.output_table.rpartition(".")[2]
     registry = ensure_table(spec, spec.output_table, registry_schema())
     done = find_committed(registry, spec.run_key)
     if done is not None:
-        row = [
+        rows = [
             r
             for r in registry.scan(snapshot_id=done.snapshot_id).to_arrow().to_pylist()
             if r["run_key"] == spec.run_key
-        ][0]
-        return {
-            "stage": "train",
-            "output": {
-                "table": spec.output_table,
-                "snapshot_id": done.snapshot_id,
-                "rows": 1,
-                "skipped": True,
-            },
-            "model_name": name,
-            "model_version": row["model_version"],
-            "metrics": json.loads(row["metrics"]),
-            "artifact_uri": row["artifact_uri"],
-        }
+        ]
+        return _registered(
+            spec,
+            {"table": spec.output_table, "snapshot_id": done.snapshot_id, "rows": 1, "skipped": True},
+            rows[0],
+        )
 
     from ray_operators.jobs.read import read_pinned
 
     item = spec.inputs[0]
-    num_workers = int(p.get("num_workers", 1))
     try:
-        read_blocks = ingest_read_blocks(p.get("read_blocks", "auto"), num_workers=num_workers)
+        read_blocks = ingest_read_blocks(p.read_blocks, num_workers=p.num_workers)
     except ValueError as err:
         raise StageError(f"train stage params: {err}") from None
     if not item.columns:  # decode only what training uses (column pushdown into the scan)
@@ -195,51 +208,50 @@ def run(spec: StageSpec) -> dict[str, Any]:
     ds = ds.select_columns([*features, label]).materialize()
     cached = {"rows": ds.count(), "blocks": ds.num_blocks(), "requested_blocks": read_blocks}
     print(f"training read of {item.table}@{item.snapshot_id}: {cached}", flush=True)
-    train_ds, test_ds = ds.train_test_split(
-        test_size=float(p.get("holdout", 0.2)), seed=int(p.get("seed", 0))
-    )
-    versions = [r["model_version"] for r in registry.scan().to_arrow().to_pylist() if r["model_name"] == name]
-    version = max(versions, default=0) + 1
-    warehouse = spec.catalog_properties.get("warehouse", "file:///tmp/warehouse").rstrip("/")
-    artifact_uri = f"{p.get('artifact_root', warehouse + '/models').rstrip('/')}/{name}/{version}/model.pt"
-    use_gpu = resolve_use_gpu(p.get("use_gpu", "auto"))
-    classes = int(p.get("num_classes", 2))
-    hidden = int(p.get("hidden", 32))
+    train_ds, test_ds = ds.train_test_split(test_size=float(p.holdout), seed=int(p.seed))
+    warehouse = warehouse_uri(spec)
+    run_dir = artifact_dir(p.artifact_root or warehouse + "/models", name, spec.run_key)
+    artifact_uri = f"{run_dir}/model.pt"
+    use_gpu = resolve_use_gpu(p.use_gpu)
     config = {
         "features": features,
         "label": label,
-        "classes": classes,
-        "hidden": hidden,
-        "epochs": int(p.get("epochs", 5)),
-        "batch_size": int(p.get("batch_size", 128)),
-        "ingest_batch_size": int(p["ingest_batch_size"]) if p.get("ingest_batch_size") else None,
-        "shuffle": bool(p.get("shuffle", True)),
-        "seed": int(p.get("seed", 0)),
-        "lr": float(p.get("lr", 0.01)),
+        "classes": int(p.num_classes),
+        "hidden": int(p.hidden),
+        "epochs": int(p.epochs),
+        "batch_size": int(p.batch_size),
+        "ingest_batch_size": int(p.ingest_batch_size) if p.ingest_batch_size else None,
+        "shuffle": bool(p.shuffle),
+        "seed": int(p.seed),
+        "lr": float(p.lr),
         "artifact_uri": artifact_uri,
     }
     trainer = TorchTrainer(
         _train_loop,
         train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(
-            num_workers=num_workers,
+            num_workers=int(p.num_workers),
             use_gpu=use_gpu,
-            resources_per_worker=p.get("resources_per_worker") or None,
+            resources_per_worker=p.resources_per_worker or None,
         ),
         datasets={"train": train_ds},
+        # Shared storage (the warehouse), not a node-local temporary folder: on a multi-node
+        # cluster every worker and the driver must see the same run directory.
         run_config=ray.train.RunConfig(
-            name=f"{name}-v{version}", storage_path=p.get("storage_path", "/tmp/ray_train_runs")
+            name=run_dir.rsplit("/", 1)[1], storage_path=p.storage_path or warehouse + "/ray_train"
         ),
     )
     fit = trainer.fit()
+    losses = (fit.return_value or {}).get("epoch_losses") or []
+    if not losses:
+        raise StageError(f"training returned no epoch losses (Ray Train result: {fit.return_value!r})")
     metrics = {k: float(v) for k, v in (fit.metrics or {}).items() if isinstance(v, int | float)}
-    losses = json.loads(_load_bytes(_metrics_uri(artifact_uri)))["epoch_losses"]
     metrics.update(
         {"loss": float(losses[-1]), "first_epoch_loss": float(losses[0]), "epochs": float(len(losses))}
     )
 
     # Held-out evaluation with the saved artifact: what inference will load.
-    model = build_model(len(features), hidden, classes)
+    model = build_model(len(features), int(p.hidden), int(p.num_classes))
     model.load_state_dict(load_state(artifact_uri))
     model.eval()
     held = test_ds.to_pandas()
@@ -253,38 +265,35 @@ def run(spec: StageSpec) -> dict[str, Any]:
         target = torch.tensor(held[label].to_numpy(dtype=np.int64))
         metrics["holdout_loss"] = float(torch.nn.functional.cross_entropy(logits, target))
     metrics["holdout_rows"] = float(len(held))
-    print(f"model {name} v{version}: {metrics} (gpu={use_gpu})", flush=True)
 
     row = {
         "model_name": name,
-        "model_version": version,
         "artifact_uri": artifact_uri,
         "metrics": json.dumps(metrics, sort_keys=True),
         "input_table": item.table,
         "input_snapshot_id": item.snapshot_id,
         "feature_columns": json.dumps(features),
         "label_column": label,
-        "num_classes": classes,
-        "hidden": hidden,
+        "num_classes": int(p.num_classes),
+        "hidden": int(p.hidden),
         "used_gpu": use_gpu,
         "run_key": spec.run_key,
         "created_at": datetime.now(UTC),
     }
-    import pyarrow as pa
+    result, rows = commit_rows_exactly_once(spec, partial(_next_version_row, row=row))
+    registered = _registered(spec, result, rows[0])
+    print(f"model {name} v{registered['model_version']}: {metrics} (gpu={use_gpu})", flush=True)
+    return {**registered, "used_gpu": use_gpu, "training_read": cached}
 
-    result = commit_exactly_once(
-        spec,
-        ray.data.from_arrow(pa.Table.from_pylist([row], schema=registry_schema())),
-        schema=registry_schema(),
-        extra_properties={"lakehouse.model": f"{name}:{version}", "lakehouse.model-uri": artifact_uri},
-    )
-    return {
-        "stage": "train",
-        "output": result,
-        "model_name": name,
-        "model_version": version,
-        "metrics": metrics,
-        "artifact_uri": artifact_uri,
-        "used_gpu": use_gpu,
-        "training_read": cached,
-    }
+
+def _next_version_row(registry: Any, *, row: dict[str, Any]) -> tuple[Any, dict[str, str]]:
+    """The registry row, numbered on the commit's base: one more than the newest version there."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    existing = registry.scan(selected_fields=("model_name", "model_version")).to_arrow()
+    mine = existing.filter(pc.equal(existing["model_name"], row["model_name"]))
+    version = int(pc.max(mine["model_version"]).as_py() or 0) + 1 if mine.num_rows else 1
+    numbered = {**row, "model_version": version}
+    props = {MODEL: f"{row['model_name']}:{version}", MODEL_URI: row["artifact_uri"]}
+    return pa.Table.from_pylist([numbered], schema=registry_schema()), props

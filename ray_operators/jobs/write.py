@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_operators.contract.lineage import RUN_KEY
+from ray_operators.contract.lineage import REPLACES_ROLLED_BACK, RUN_KEY
 from ray_operators.contract.spec import StageError, StageSpec
 from ray_operators.jobs.iceberg_sink import AlreadyCommitted, without_commit_rebase
 
@@ -22,6 +22,15 @@ def find_committed(table: Any, run_key: str, branch: str = "main") -> Any | None
     from ray_operators.iceberg_snapshots import committed_with
 
     return committed_with(table.metadata, RUN_KEY, run_key, branch)
+
+
+def _rolled_back(table: Any, run_key: str) -> dict[str, str]:
+    """Lineage for a write whose run key is not on the branch but was committed once: the snapshots
+    a rollback took off the branch (the re-run writes again, and says what it replaces)."""
+    from ray_operators.iceberg_snapshots import summary_value
+
+    gone = [str(s.snapshot_id) for s in table.metadata.snapshots if summary_value(s, RUN_KEY) == run_key]
+    return {REPLACES_ROLLED_BACK: ",".join(gone)} if gone else {}
 
 
 def validate_schema(table: Any, schema: Any, mode: str, keys: list[str]) -> None:
@@ -116,7 +125,7 @@ def commit_exactly_once(
     done = find_committed(tbl, spec.run_key)
     if done is not None:
         return _done(name, done, True)
-    props = {**spec.lineage_properties(), **(extra_properties or {})}
+    props = {**spec.lineage_properties(), **_rolled_back(tbl, spec.run_key), **(extra_properties or {})}
     data_schema = None
     if ds is not None:
         data_schema = schema if schema is not None else _known_schema(ds)
@@ -295,3 +304,52 @@ def ensure_table(spec: StageSpec, name: str, schema: Any, properties: dict[str, 
     namespace = name.rpartition(".")[0]
     catalog.create_namespace_if_not_exists(namespace)
     return catalog.create_table_if_not_exists(name, schema=schema, properties=properties or {})
+
+
+def commit_rows_exactly_once(
+    spec: StageSpec,
+    build: Any,
+    *,
+    table: str | None = None,
+    extra_properties: dict[str, str] | None = None,
+) -> tuple[dict[str, Any], Any]:
+    """Append a few rows computed *from the commit's base* (a version number, a sequence), once per
+    run key, under the same optimistic-concurrency rule as :func:`commit_exactly_once`.
+
+    ``build(table) -> (pyarrow.Table, extra summary properties)`` is called on the loaded table;
+    the append asserts that the branch has not moved since, and a conflict rebuilds on the new
+    head (so two concurrent runs get two different versions, never the same one twice).
+
+    Returns ``(result, rows)``: the committed snapshot's facts, and the rows as committed (the
+    earlier commit's rows when the run key was already on the branch).
+    """
+    name = table or spec.output_table
+    catalog = spec.load_catalog()
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        tbl = catalog.load_table(name)
+        done = find_committed(tbl, spec.run_key)
+        if done is not None:
+            return _done(name, done, True), _rows_of(tbl, done, spec.run_key)
+        rows, props = build(tbl)
+        lineage = {**spec.lineage_properties(), **_rolled_back(tbl, spec.run_key)}
+        try:
+            without_commit_rebase(tbl).append(
+                rows, snapshot_properties={**lineage, **(extra_properties or {}), **props}
+            )
+        except Exception as err:
+            if not _is_commit_conflict(err) or attempt == COMMIT_ATTEMPTS:
+                raise
+            print(f"{name}: commit conflict with a concurrent writer, attempt {attempt + 1}", flush=True)
+            continue
+        tbl = catalog.load_table(name)
+        snap = find_committed(tbl, spec.run_key)
+        if snap is None:
+            raise StageError(f"wrote {name} but found no snapshot carrying run key {spec.run_key}")
+        return _done(name, snap, False), rows.to_pylist()
+    raise StageError(f"{name}: no commit after {COMMIT_ATTEMPTS} attempts")  # unreachable
+
+
+def _rows_of(tbl: Any, snap: Any, run_key: str) -> list[dict[str, Any]]:
+    """The rows a commit added that carry ``run_key`` in their ``run_key`` column, if it has one."""
+    rows = tbl.scan(snapshot_id=snap.snapshot_id).to_arrow().to_pylist()
+    return [r for r in rows if r.get("run_key", run_key) == run_key]

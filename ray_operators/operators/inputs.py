@@ -53,13 +53,17 @@ def requested_snapshots(params: Any, table: str, entry: bool) -> dict[str, Any] 
 
 
 def resolve_inputs(
-    refs: Sequence[dict[str, Any]], context: Context, iceberg_conn_id: str
+    refs: Sequence[dict[str, Any]], context: Context, iceberg_conn_id: str, load_metadata: Any = None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """(``TableInput`` dicts, run-key identity or None for the default rule)."""
+    """(``TableInput`` dicts, run-key identity or None for the default rule).
+
+    :param load_metadata: ``table name -> TableMetadata`` for the read modes; default: the
+        ``iceberg`` connection's catalog.
+    """
     inputs: list[dict[str, Any]] = []
     identities: list[str] = []
     for ref in refs:
-        item, identity = _resolve(ref, context, iceberg_conn_id)
+        item, identity = _resolve(ref, context, iceberg_conn_id, load_metadata)
         for key in ("columns", "row_filter"):
             if ref.get(key):
                 item[key] = ref[key]
@@ -74,7 +78,9 @@ def resolve_inputs(
     return inputs, None
 
 
-def _resolve(ref: dict[str, Any], context: Context, conn_id: str) -> tuple[dict[str, Any], str]:
+def _resolve(
+    ref: dict[str, Any], context: Context, conn_id: str, load_metadata: Any = None
+) -> tuple[dict[str, Any], str]:
     table = ref["table"]
     source = ref.get("source") or {"kind": "table"}
     entry = source.get("kind") != "stage"
@@ -108,7 +114,7 @@ def _resolve(ref: dict[str, Any], context: Context, conn_id: str) -> tuple[dict[
     events = _event_snapshots(context, table, conn_id)
     if events:
         return {"table": table, "snapshot_ids": events}, "snapshots=" + "+".join(map(str, events))
-    return _by_read_mode(ref, context, conn_id)
+    return _by_read_mode(ref, context, conn_id, load_metadata)
 
 
 def _ids(requested: dict[str, Any]) -> str:
@@ -118,9 +124,11 @@ def _ids(requested: dict[str, Any]) -> str:
 
 
 def _event_snapshots(context: Context, table: str, conn_id: str) -> list[int]:
+    events = context.get("triggering_asset_events") or {}
+    if not events:
+        return []
     from ray_operators.assets import iceberg_asset_uri, snapshot_ids_from_events
 
-    events = context.get("triggering_asset_events") or {}
     uri = iceberg_asset_uri(table, conn_id)
     try:
         mine = {asset: evs for asset, evs in dict(events).items() if getattr(asset, "uri", asset) == uri}
@@ -129,15 +137,25 @@ def _event_snapshots(context: Context, table: str, conn_id: str) -> list[int]:
     return snapshot_ids_from_events(mine)
 
 
-def _by_read_mode(ref: dict[str, Any], context: Context, conn_id: str) -> tuple[dict[str, Any], str]:
-    from ray_operators.hooks.iceberg import build_catalog
+def _by_read_mode(
+    ref: dict[str, Any], context: Context, conn_id: str, load_metadata: Any = None
+) -> tuple[dict[str, Any], str]:
+    if load_metadata is None:
+        from ray_operators.hooks.iceberg import build_catalog
+
+        def load_metadata(table: str) -> Any:
+            return build_catalog(conn_id).load_table(table).metadata
+
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    return by_read_mode(ref, load_metadata(ref["table"]), start, end)
+
+
+def by_read_mode(ref: dict[str, Any], metadata: Any, start: Any, end: Any) -> tuple[dict[str, Any], str]:
+    """An input by its read mode, from the table's metadata (pure: no catalog, no Airflow)."""
     from ray_operators.iceberg_snapshots import ancestors, as_of, operation
 
     table_name = ref["table"]
     read = ref.get("read", "pinned")
-    table = build_catalog(conn_id).load_table(table_name)
-    metadata = table.metadata
-    start, end = context.get("data_interval_start"), context.get("data_interval_end")
     chain = ancestors(metadata, "main")
     interval = (
         f"interval={start.isoformat()}/{end.isoformat()}" if start is not None and end is not None else None

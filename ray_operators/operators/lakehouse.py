@@ -207,6 +207,32 @@ class LakehouseStageOperator(RayJobOperator):
         self.log.info("Stage %s, run key %s, output %s", spec.stage, spec.run_key, spec.output_table)
         return self._record(context, super().execute(context))
 
+    def succeeded_job_still_holds(self, info: dict[str, Any]) -> bool:
+        """A finished stage job answers a cleared or retried task only while the snapshot it
+        committed is still on the output table's branch. After a rollback of that table, the
+        re-run submits the job again, and the job (exactly once by run key, on the branch) writes
+        again instead of reporting the rolled-back snapshot."""
+        from ray_operators.contract.result import parse_result
+        from ray_operators.hooks.iceberg import build_catalog
+        from ray_operators.iceberg_snapshots import ancestors
+
+        result = parse_result(self.hook.get_job_logs(str(info["submission_id"]))) or {}
+        output = result.get("output") or {}
+        snapshot_id, table = output.get("snapshot_id"), output.get("table") or self.output_table
+        if snapshot_id is None:
+            return True  # nothing committed (nothing to write): nothing a rollback could undo
+        metadata = build_catalog(self.iceberg_conn_id).load_table(table).metadata
+        if any(s.snapshot_id == int(snapshot_id) for s in ancestors(metadata)):
+            return True
+        self.log.warning(
+            "Ray job %s committed snapshot %s of %s, which is no longer on its branch (rolled back): "
+            "running the stage again",
+            info["submission_id"],
+            snapshot_id,
+            table,
+        )
+        return False
+
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         return self._record(context, super().execute_complete(context, event))
 

@@ -160,13 +160,22 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
         if self._submission_id:
             self._stop_quietly(self._submission_id, "the task was killed")
 
+    def succeeded_job_still_holds(self, info: dict[str, Any]) -> bool:
+        """Whether a SUCCEEDED earlier attempt of this task instance answers this try (its result is
+        returned and nothing runs again). Always, here: an arbitrary job may not be repeatable.
+        Subclasses whose jobs are idempotent narrow it (a stage whose commit was rolled back)."""
+        return True
+
     # ---- ResumableJobMixin -----------------------------------------------------------------
 
     def submit_job(self, context: Context) -> str:
         """Find this task instance's live or finished job, or submit the next attempt."""
         base = self._submission_base(context)
         latest, info = self._latest_attempt(base)
-        if info is not None and info["status"] in ACTIVE_STATES | {"SUCCEEDED"}:
+        if info is not None and (
+            info["status"] in ACTIVE_STATES
+            or (info["status"] == "SUCCEEDED" and self.succeeded_job_still_holds(info))
+        ):
             self.log.info(
                 "Found Ray job %s (%s): reattaching, not resubmitting", info["submission_id"], info["status"]
             )

@@ -9,7 +9,9 @@ import pytest
 
 from ray_operators.contract.lineage import INPUT_PREFIX
 from ray_operators.demo_data import generate_tabular
+from ray_operators.jobs.train import artifact_dir
 from tests.airflow_helpers import get_dag, xcoms
+from tests.iceberg_helpers import catalog_properties
 
 pytestmark = pytest.mark.integration
 
@@ -35,12 +37,23 @@ def test_train_then_infer_from_pinned_snapshots(airflow_db, ray_head, iceberg):
     # The read is cached once, in one block per cluster CPU (the head has 2), not Ray Data's 200.
     assert trained["training_read"] == {"rows": data.num_rows, "blocks": 2, "requested_blocks": 2}
     registry = iceberg.catalog.load_table("ml.models").scan().to_arrow().to_pylist()
+    warehouse = catalog_properties(iceberg.root)["warehouse"]
     assert [(r["model_name"], r["model_version"], r["input_snapshot_id"]) for r in registry] == [
         ("clf", 1, snapshot)
     ]
-    assert registry[0]["artifact_uri"].startswith("file://") and registry[0]["artifact_uri"].endswith(
-        "/clf/1/model.pt"
+    # The artifact is keyed by the run key (the version is assigned at the registry commit).
+    assert (
+        registry[0]["artifact_uri"]
+        == artifact_dir(warehouse + "/models", "clf", registry[0]["run_key"]) + "/model.pt"
     )
+    assert registry[0]["run_key"].startswith("train_model/train/")
+    # Epoch losses came back through Ray Train's Result.return_value: one per epoch (8).
+    assert (
+        trained["metrics"]["epochs"] == 8.0
+        and trained["metrics"]["loss"] < trained["metrics"]["first_epoch_loss"]
+    )
+    # Ray Train's run storage is under the warehouse (shared), not a node-local /tmp folder.
+    assert (iceberg.root / "warehouse" / "ray_train").is_dir()
 
     run2 = get_dag("score_features").test(logical_date=when, run_after=when, run_conf={"inputs_json": inputs})
     assert run2.state == "success"
