@@ -3,7 +3,9 @@
 Stage params (defaults in ``contract/params.py``): ``model_table`` (the registry the train stage
 writes), ``model_name``, ``model_version`` (default: the latest), ``batch_size``,
 ``min_actors``/``max_actors`` (the actor pool: the model loads once per actor), ``num_gpus`` per
-actor (default 0), ``carry_columns`` (input columns copied to the output; default all).
+actor (default 0), ``carry_columns`` (input columns copied to the output; default all),
+``apply_preprocess`` (the input holds raw rows: apply the fitted preprocessing state the model was
+trained with, by the URI and version its registry row names, before predicting).
 
 Output rows: the carried columns, ``prediction``, ``model_name``, ``model_version`` and
 ``input_snapshot_id``; the snapshot summary also names the model and the input snapshot.
@@ -14,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ray_operators.contract.lineage import MODEL
+from ray_operators.contract.lineage import MODEL, PREPROCESS_STATE_URI, PREPROCESS_STATE_VERSION
 from ray_operators.contract.spec import StageError, StageSpec
 from ray_operators.jobs.read import read_pinned
 from ray_operators.jobs.write import commit_exactly_once, ensure_table
@@ -86,6 +88,20 @@ def run(spec: StageSpec) -> dict[str, Any]:
     features = json.loads(model["feature_columns"])
     item = spec.inputs[0]
     ds, _ = read_pinned(spec, item)
+    state = None
+    if p.apply_preprocess:
+        # Raw rows: apply the fitted preprocessing state the model was trained with, by the
+        # version its registry row names, so inference sees the scale training saw.
+        from ray_operators.jobs.preprocess import apply_state, load_state
+
+        uri = model.get("preprocess_state_uri")
+        if not uri:
+            raise StageError(
+                f"apply_preprocess: model {model['model_name']} v{model['model_version']} was trained on "
+                "features no preprocess stage wrote (its registry row names no preprocessing state)"
+            )
+        state = load_state(uri)
+        ds = apply_state(ds, state)
     rows_in = ds.count()
     tag = {
         "model_name": model["model_name"],
@@ -115,7 +131,17 @@ def run(spec: StageSpec) -> dict[str, Any]:
         spec,
         predictions if rows_in else None,
         schema=schema,
-        extra_properties={MODEL: f"{model['model_name']}:{model['model_version']}"},
+        extra_properties={
+            MODEL: f"{model['model_name']}:{model['model_version']}",
+            **(
+                {
+                    PREPROCESS_STATE_URI: model["preprocess_state_uri"],
+                    PREPROCESS_STATE_VERSION: str(state["version"]),
+                }
+                if state
+                else {}
+            ),
+        },
     )
     return {
         "stage": "infer",

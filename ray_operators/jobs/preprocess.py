@@ -1,14 +1,79 @@
 """Stage 2, preprocess: Ray Data ``map_batches`` over one pinned input -> a feature table.
 
-Stage params:
-- ``transforms``: user transforms, applied in order, each
+Stage params (:class:`ray_operators.contract.params.PreprocessParams`):
+
+- ``transforms``: user transforms, applied first, in order, each
   ``{"fn": "package.module:function_or_class", "batch_size": 1024, "batch_format": "pandas",
   "concurrency": 2, "num_cpus": 1, "kwargs": {...}}``; a class is a stateful transform run in an
   actor pool of ``concurrency`` actors (constructed once per actor with ``kwargs``).
-- built-ins that need a pass over the data first (statistics are computed in the job and stored
-  with the output, in the snapshot summary under ``lakehouse.preprocess.stats``):
-  ``standardize`` (z-score), ``minmax`` (to [0, 1]), ``categorical`` (integer codes from the
-  sorted vocabulary), ``tokenize`` (lower-cased word lists). Each takes a list of column names.
+- built-ins, each a list of column names, applied after the user transforms with the stage's
+  **fitted state**: ``standardize`` (z-score), ``minmax`` (to [0, 1] on the fitted range),
+  ``categorical`` (integer codes from the fitted vocabulary), ``tokenize`` (lower-cased word
+  lists; nothing to fit, recorded in the state so that applying a state needs nothing else).
+  A column may be named by one built-in only.
+- ``refit`` / ``fit_on``: see "Refit" below.
+
+Fitted state
+------------
+The statistics are fitted **once** and then reused, so every increment of the output table is
+scaled alike and category codes never change between increments:
+
+- The first run that has input rows (the output table has no state yet) fits the state on its
+  input and stores it as a versioned JSON artifact (never a pickle) next to the output table:
+  ``<table location>/preprocess_state/v<N>.json`` (the table's ``metadata.location``; before the
+  table exists, ``<catalog warehouse>/<namespace>/<table>``), written with
+  ``pyarrow.fs.FileSystem.from_uri`` (``file://``, ``s3://``...). A version file is never
+  overwritten: when ``vN`` exists and carries this run's run key (a retry), it is reused as it is;
+  when it carries another run key, the state takes ``N+1``.
+- Every snapshot the stage commits names the state it applied in its summary
+  (:data:`~ray_operators.contract.lineage.PREPROCESS_STATE_URI` and
+  :data:`~ray_operators.contract.lineage.PREPROCESS_STATE_VERSION`). The table's *current* state is
+  the one named by the newest snapshot *on the branch* that names one (:func:`current_state`; a
+  snapshot a rollback took off the branch does not count). Every later run loads it and applies
+  it to its increment; a retry of a committed run applies the state its commit named.
+- The built-in columns of the stage must be those of the current state: a change (a column
+  added to ``standardize``...) fails the run with a message that asks for a refit.
+- A stage with nothing to fit (only user transforms, or only ``tokenize``) still writes a state
+  (it needs no rows), so every commit of the stage names one. With something to fit, a run
+  without input rows before the first fit commits no state; the first rows fit it.
+- A table written before states existed has none: its next run fits ``v1`` on that run's input;
+  run it with ``refit: true`` once to put the whole table on one scale.
+
+Refit
+-----
+``refit: true`` (a stage param, or a run's ``refit`` param in the UI) fits a new version ``N+1``
+on ``fit_on``: ``"input"``, this run's input, or ``"table"``, the whole input table as of the run's
+input snapshot (a range or a list of snapshots: its newest snapshot). It then rewrites the **whole**
+output table from the whole input table as of that snapshot in one overwrite commit (marked
+:data:`~ray_operators.contract.lineage.PREPROCESS_REFIT`), so the table never holds rows scaled
+by two states. Iceberg records that commit as a ``delete`` snapshot followed by an ``append``
+snapshot, both carrying the run key and the new state. With a ``slice_filter`` the rewrite still
+replaces the whole table; rows without the slice column get this run's slice value.
+
+How the built-ins are fitted and applied
+----------------------------------------
+- Fit: ``standardize`` with Ray's :class:`ray.data.preprocessors.StandardScaler` (population std,
+  ``ddof=0``), ``minmax`` with :class:`ray.data.preprocessors.MinMaxScaler`: their ``stats_``
+  (``mean(col)``, ``std(col)``, ``min(col)``, ``max(col)``) are the numbers stored in the JSON.
+  ``categorical``: the sorted distinct non-null values, cast to strings with pyarrow, found with
+  Ray's ``Unique`` aggregate (one pass, together with a non-null ``Count`` of the scaled columns).
+- Apply (:func:`apply_state`): one pyarrow ``map_batches`` with pyarrow compute, the same
+  formulas as Ray's scalers (``tests/unit/test_preprocess_state.py`` checks them against Ray's
+  ``transform_batch`` on a scaler whose ``stats_`` were set from the JSON). Not Ray's scalers
+  themselves: ``MinMaxScaler`` transforms pandas batches only (nulls come back as NaN), and one
+  pass over the built-ins keeps one map stage.
+- ``standardize``: ``(x - mean) / std`` as float64, a ``std`` below ``1e-8`` (a constant column:
+  std 0) taken as 1 (Ray's rule), so a constant column becomes 0. ``minmax``:
+  ``(x - min) / (max - min)``, a span below ``1e-8`` taken as 1, so a constant column becomes 0.
+- A column with no values when fitted (all null): ``mean 0, std 1`` and ``min 0, max 1`` are
+  stored, so values pass through unchanged (as float64) and nulls stay null. A column whose
+  non-null values include NaN cannot be standardized: the fit fails and names it.
+- ``categorical``: ``pc.index_in`` of the string-cast value in the vocabulary; a value not in it,
+  and a null, get :data:`~ray_operators.contract.params.UNSEEN_CATEGORY_CODE` (``-1``); int64 codes.
+- ``tokenize``: ``pc.utf8_lower`` + ``pc.utf8_split_whitespace`` with the empty words dropped: the
+  same word lists as Python's ``str.lower().split()`` (a null or empty text is ``[]``), except
+  where Python applies full Unicode case mapping: ``İ`` (U+0130) becomes ``i`` (Python: ``i̇``),
+  and a capital sigma that ends a word becomes ``σ`` (Python: the final sigma ``ς``).
 """
 
 from __future__ import annotations
@@ -16,13 +81,25 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import math
 from typing import Any
 
-from ray_operators.contract.spec import StageError, StageSpec
+from ray_operators.contract.lineage import PREPROCESS_REFIT, PREPROCESS_STATE_URI, PREPROCESS_STATE_VERSION
+from ray_operators.contract.params import UNSEEN_CATEGORY_CODE, PreprocessParams
+from ray_operators.contract.spec import StageError, StageSpec, TableInput
 from ray_operators.jobs.read import read_pinned
-from ray_operators.jobs.write import commit_exactly_once, ensure_table
+from ray_operators.jobs.write import commit_exactly_once, ensure_table, find_committed
 
-STATS_PROPERTY = "lakehouse.preprocess.stats"
+#: The built-ins, in the order they are applied.
+BUILTINS = ("standardize", "minmax", "categorical", "tokenize")
+#: The folder under the output table's location that holds the state versions.
+STATE_DIR = "preprocess_state"
+#: What the state JSON says it is (bumped if its layout ever changes incompatibly).
+STATE_FORMAT = "lakehouse.preprocess-state/1"
+#: Ray's scalers take a std or span below this as 1 (``ray.data.preprocessors.scaler._EPSILON``).
+EPSILON = 1e-8
+#: The categorical vocabulary is shown in the job result only up to this size.
+DISPLAY_VOCABULARY = 50
 
 
 def load_callable(path: str) -> Any:
@@ -38,70 +115,6 @@ def load_callable(path: str) -> Any:
         return getattr(module, attr)
     except AttributeError:
         raise StageError(f"transform {path!r}: {module_name} has no {attr!r}") from None
-
-
-def compute_stats(ds: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """Every statistic the built-ins need, in one aggregation pass over the data."""
-    from ray.data.aggregate import Max, Mean, Min, Std, Unique
-
-    aggs: list[Any] = []
-    for column in params.get("standardize", []):
-        aggs += [Mean(column, alias_name=f"mean.{column}"), Std(column, ddof=0, alias_name=f"std.{column}")]
-    for column in params.get("minmax", []):
-        aggs += [Min(column, alias_name=f"min.{column}"), Max(column, alias_name=f"max.{column}")]
-    for column in params.get("categorical", []):
-        aggs.append(Unique(column, alias_name=f"unique.{column}"))
-    if not aggs:
-        return {}
-    found = ds.aggregate(*aggs)
-    stats: dict[str, Any] = {}
-    for column in params.get("standardize", []):
-        stats[f"standardize.{column}"] = {
-            "mean": float(found[f"mean.{column}"]),
-            "std": float(found[f"std.{column}"] or 1.0),
-        }
-    for column in params.get("minmax", []):
-        stats[f"minmax.{column}"] = {
-            "min": float(found[f"min.{column}"]),
-            "max": float(found[f"max.{column}"]),
-        }
-    for column in params.get("categorical", []):
-        values = found[f"unique.{column}"]
-        stats[f"categorical.{column}"] = {"vocabulary": sorted({str(v) for v in values if v is not None})}
-    return stats
-
-
-class ApplyBuiltins:
-    """The built-in transforms with their precomputed statistics (pure, picklable)."""
-
-    def __init__(self, params: dict[str, Any], stats: dict[str, Any]) -> None:
-        self.params = params
-        self.stats = stats
-
-    def __call__(self, batch: Any) -> Any:
-        for column in self.params.get("standardize", []):
-            s = self.stats[f"standardize.{column}"]
-            batch[column] = (batch[column].astype("float64") - s["mean"]) / (s["std"] or 1.0)
-        for column in self.params.get("minmax", []):
-            s = self.stats[f"minmax.{column}"]
-            span = (s["max"] - s["min"]) or 1.0
-            batch[column] = (batch[column].astype("float64") - s["min"]) / span
-        for column in self.params.get("categorical", []):
-            import pandas as pd
-
-            vocabulary = self.stats[f"categorical.{column}"]["vocabulary"]
-            # Unknown values and nulls get -1 (pandas' code for "not a category").
-            values = batch[column].astype("string")
-            batch[column] = pd.Categorical(values, categories=vocabulary).codes.astype("int64")
-        for column in self.params.get("tokenize", []):
-            batch[column] = batch[column].fillna("").map(lambda text: str(text).lower().split())
-        return batch
-
-
-def _add_constant(batch: Any, *, column: str, value: Any) -> Any:
-    import pyarrow as pa
-
-    return batch.append_column(column, pa.array([value] * batch.num_rows))
 
 
 def apply_user_transforms(ds: Any, transforms: list[dict[str, Any]]) -> Any:
@@ -127,56 +140,587 @@ def apply_user_transforms(ds: Any, transforms: list[dict[str, Any]]) -> Any:
     return ds
 
 
+# ---- the state: where it lives, loading, the current one -------------------------------------
+
+
+def state_root(spec: StageSpec, table: Any | None = None) -> str:
+    """The folder of the output table's state versions: ``<table location>/preprocess_state``, or
+    ``<warehouse>/<namespace>/<table>/preprocess_state`` while the table does not exist."""
+    if table is not None:
+        return f"{str(table.metadata.location).rstrip('/')}/{STATE_DIR}"
+    warehouse = spec.catalog_properties.get("warehouse")
+    if not warehouse:
+        raise StageError(
+            f"{spec.output_table} does not exist yet and the catalog has no 'warehouse' property: "
+            "there is no place for the preprocessing state"
+        )
+    parts = spec.output_table.split(".")
+    return f"{str(warehouse).rstrip('/')}/{'/'.join(parts)}/{STATE_DIR}"
+
+
+def state_uri(root: str, version: int) -> str:
+    return f"{root.rstrip('/')}/v{int(version)}.json"
+
+
+def _filesystem(uri: str) -> tuple[Any, str]:
+    import pyarrow.fs as pafs
+
+    return pafs.FileSystem.from_uri(uri)
+
+
+def _read_json(uri: str) -> dict[str, Any] | None:
+    """The JSON at ``uri``, or None when there is no such file."""
+    import pyarrow.fs as pafs
+
+    fs, path = _filesystem(uri)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(path) as stream:
+        return json.loads(stream.read().decode())
+
+
+def load_state(uri: str) -> dict[str, Any]:
+    """The fitted state stored at ``uri`` (a ``v<N>.json`` written by this stage)."""
+    try:
+        state = _read_json(uri)
+    except (OSError, ValueError) as err:
+        raise StageError(f"cannot read the preprocessing state {uri}: {err}") from None
+    if state is None:
+        raise StageError(f"the preprocessing state {uri} does not exist")
+    if not isinstance(state, dict) or "transforms" not in state or "version" not in state:
+        raise StageError(f"{uri} is not a preprocessing state (no 'version'/'transforms')")
+    return state
+
+
+def state_ref(table: Any, branch: str = "main") -> tuple[str, int] | None:
+    """``(uri, version)`` of the table's current state: the one named by the newest snapshot on
+    ``branch`` that names one (a rolled-back snapshot does not count), or None."""
+    from ray_operators.iceberg_snapshots import ancestors, summary_value
+
+    for snap in ancestors(table.metadata, branch):
+        uri = summary_value(snap, PREPROCESS_STATE_URI)
+        if uri:
+            return uri, int(summary_value(snap, PREPROCESS_STATE_VERSION) or 0)
+    return None
+
+
+def current_state(table: Any, branch: str = "main") -> dict[str, Any] | None:
+    """The output table's current fitted state (see :func:`state_ref`), or None when it has none."""
+    ref = state_ref(table, branch)
+    return load_state(ref[0]) if ref is not None else None
+
+
+def state_by_version(table: Any, version: int) -> dict[str, Any]:
+    """The state version ``version`` of this output table (for a model trained on it): the URI a
+    snapshot named for that version, else ``<table location>/preprocess_state/v<version>.json``."""
+    from ray_operators.iceberg_snapshots import summary_value
+
+    for snap in reversed(table.metadata.snapshots):
+        if summary_value(snap, PREPROCESS_STATE_VERSION) == str(int(version)):
+            uri = summary_value(snap, PREPROCESS_STATE_URI)
+            if uri:
+                return load_state(uri)
+    return load_state(state_uri(f"{str(table.metadata.location).rstrip('/')}/{STATE_DIR}", version))
+
+
+def _write_new(uri: str, text: str) -> None:
+    fs, path = _filesystem(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as out:
+        out.write(text.encode())
+
+
+def claim_version(root: str, first: int, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Store ``state`` as the first free version from ``first`` on; return ``(uri, stored state)``.
+
+    A version file is never overwritten. One that carries the same ``run_key`` is this run's own
+    (a retry): it is returned as stored, and nothing is written. One with another run key belongs
+    to another run: the next version is tried. After writing, the file is read back, so a writer
+    that lost a race for the same version (both found it free) moves on to the next one.
+    """
+    version = max(int(first), 1)
+    for _ in range(1000):
+        uri = state_uri(root, version)
+        found = _read_json(uri)
+        if found is None:
+            body = {**state, "version": version}
+            _write_new(uri, _dumps(body))
+            found = _read_json(uri)
+        if found is not None and found.get("run_key") == state["run_key"]:
+            return uri, found
+        version += 1
+    raise StageError(f"no free preprocessing state version under {root} after {first}")
+
+
+def _dumps(state: dict[str, Any]) -> str:
+    try:
+        return json.dumps(state, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    except ValueError as err:
+        raise StageError(f"the fitted state is not valid JSON ({err})") from None
+
+
+# ---- fitting ---------------------------------------------------------------------------------
+
+
+def requested(params: PreprocessParams) -> dict[str, list[str]]:
+    """The built-in columns the stage asks for, by built-in."""
+    return {kind: list(getattr(params, kind) or []) for kind in BUILTINS}
+
+
+def check_params(params: PreprocessParams) -> None:
+    """Built-in columns named once each; ``fit_on`` known."""
+    if params.fit_on not in ("input", "table"):
+        raise StageError(f"preprocess fit_on must be 'input' or 'table', got {params.fit_on!r}")
+    seen: dict[str, str] = {}
+    for kind, columns in requested(params).items():
+        for column in columns:
+            if column in seen:
+                raise StageError(
+                    f"preprocess column {column!r} is in both {seen[column]} and {kind}: one built-in per column"
+                )
+            seen[column] = kind
+
+
+def state_columns(state: dict[str, Any]) -> dict[str, list[str]]:
+    transforms = state.get("transforms") or {}
+    return {kind: sorted(transforms.get(kind) or []) for kind in BUILTINS}
+
+
+def check_state_matches(state: dict[str, Any], params: PreprocessParams, uri: str) -> None:
+    """The stage's built-in columns must be those the state was fitted for: a change needs a refit."""
+    if state_columns(state) != {kind: sorted(cols) for kind, cols in requested(params).items()}:
+        raise StageError(
+            f"the stage's built-ins {requested(params)} differ from those of its fitted state "
+            f"v{state['version']} ({uri}: {state_columns(state)}): run it once with refit: true to fit "
+            "a new state and rewrite the table with it"
+        )
+
+
+def _finite(value: Any) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(number)
+    return number
+
+
+def transforms_from_stats(
+    params: PreprocessParams | dict[str, list[str]],
+    stats: dict[str, Any],
+    counts: dict[str, int],
+    uniques: dict[str, list[Any]],
+) -> dict[str, Any]:
+    """The ``transforms`` of a state, from what the fit found (pure: unit-tested without Ray).
+
+    :param stats: Ray's scalers' ``stats_``: ``mean(col)``, ``std(col)``, ``min(col)``, ``max(col)``.
+    :param counts: the number of non-null values of each scaled column.
+    :param uniques: the distinct values (cast to strings, None for null) of each categorical column.
+    """
+    wanted = params if isinstance(params, dict) else requested(params)
+    out: dict[str, Any] = {"standardize": {}, "minmax": {}, "categorical": {}, "tokenize": []}
+    for column in wanted.get("standardize", []):
+        mean, std = stats.get(f"mean({column})"), stats.get(f"std({column})")
+        if not counts.get(column):
+            out["standardize"][column] = {"mean": 0.0, "std": 1.0, "count": 0}
+            continue
+        try:
+            out["standardize"][column] = {"mean": _finite(mean), "std": _finite(std), "count": counts[column]}
+        except (TypeError, ValueError):
+            raise StageError(
+                f"standardize {column!r}: no finite mean/std over its {counts[column]} non-null values "
+                f"(mean {mean}, std {std}): the column has NaN or infinite values"
+            ) from None
+    for column in wanted.get("minmax", []):
+        low, high = stats.get(f"min({column})"), stats.get(f"max({column})")
+        if not counts.get(column):
+            out["minmax"][column] = {"min": 0.0, "max": 1.0, "count": 0}
+            continue
+        try:
+            out["minmax"][column] = {"min": _finite(low), "max": _finite(high), "count": counts[column]}
+        except (TypeError, ValueError):
+            raise StageError(
+                f"minmax {column!r}: no finite min/max over its {counts[column]} non-null values "
+                f"(min {low}, max {high}): the column has NaN or infinite values"
+            ) from None
+    for column in wanted.get("categorical", []):
+        vocabulary = sorted({str(v) for v in uniques.get(column) or [] if v is not None})
+        out["categorical"][column] = {"vocabulary": vocabulary, "unseen_code": UNSEEN_CATEGORY_CODE}
+    out["tokenize"] = list(wanted.get("tokenize", []))
+    return out
+
+
+class _FitColumns:
+    """The columns a fit pass needs: scaled columns as they are, categorical ones cast to strings."""
+
+    def __init__(self, scaled: list[str], categorical: list[str]) -> None:
+        self.scaled = scaled
+        self.categorical = categorical
+
+    def __call__(self, batch: Any) -> Any:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        columns = {c: batch.column(c) for c in self.scaled}
+        for c in self.categorical:
+            columns[c] = pc.cast(batch.column(c), pa.string())
+        return pa.table(columns)
+
+
+def fit_transforms(ds: Any, params: PreprocessParams) -> dict[str, Any]:
+    """Fit the built-ins on ``ds`` (materialized; it must have rows when any built-in is fitted)."""
+    from ray.data.aggregate import Count, Unique
+    from ray.data.preprocessors import MinMaxScaler, StandardScaler
+
+    wanted = requested(params)
+    missing = sorted(
+        {c for kind in ("standardize", "minmax", "categorical") for c in wanted[kind]} - set(_names(ds))
+    )
+    if missing:
+        raise StageError(f"preprocess columns {missing} are not in the data (columns: {_names(ds)})")
+    stats: dict[str, Any] = {}
+    if wanted["standardize"]:
+        stats.update(StandardScaler(columns=wanted["standardize"]).fit(ds).stats_)
+    if wanted["minmax"]:
+        stats.update(MinMaxScaler(columns=wanted["minmax"]).fit(ds).stats_)
+    scaled = wanted["standardize"] + wanted["minmax"]
+    counts: dict[str, int] = {}
+    uniques: dict[str, list[Any]] = {}
+    if scaled or wanted["categorical"]:
+        aggs = [Count(c, ignore_nulls=True, alias_name=f"count.{c}") for c in scaled]
+        aggs += [Unique(c, alias_name=f"unique.{c}") for c in wanted["categorical"]]
+        found = ds.map_batches(_FitColumns(scaled, wanted["categorical"]), batch_format="pyarrow").aggregate(
+            *aggs
+        )
+        counts = {c: int(found[f"count.{c}"] or 0) for c in scaled}
+        uniques = {c: list(found[f"unique.{c}"] or []) for c in wanted["categorical"]}
+    return transforms_from_stats(wanted, stats, counts, uniques)
+
+
+def _names(ds: Any) -> list[str]:
+    schema = ds.schema()
+    return list(schema.names) if schema is not None else []
+
+
+# ---- applying --------------------------------------------------------------------------------
+
+
+def standardize_values(values: Any, mean: float, std: float) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    scale = std if std is not None and std >= EPSILON else 1.0
+    return pc.divide(pc.subtract(pc.cast(values, pa.float64()), float(mean)), float(scale))
+
+
+def minmax_values(values: Any, low: float, high: float) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    span = high - low
+    span = span if span >= EPSILON else 1.0
+    return pc.divide(pc.subtract(pc.cast(values, pa.float64()), float(low)), float(span))
+
+
+def category_codes(values: Any, vocabulary: list[str], unseen_code: int = UNSEEN_CATEGORY_CODE) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    codes = pc.index_in(pc.cast(values, pa.string()), value_set=pa.array(vocabulary, pa.string()))
+    return pc.fill_null(pc.cast(codes, pa.int64()), int(unseen_code))
+
+
+def tokenize_values(values: Any) -> Any:
+    """Lower-cased word lists, as ``str(text).lower().split()`` would give (null -> ``[]``)."""
+    import pyarrow as pa
+
+    if isinstance(values, pa.ChunkedArray):
+        return pa.chunked_array([_tokenize_chunk(c) for c in values.chunks], type=pa.list_(pa.string()))
+    return _tokenize_chunk(values)
+
+
+def _tokenize_chunk(values: Any) -> Any:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.fill_null(pc.cast(values, pa.string()), "")
+    words = pc.utf8_split_whitespace(pc.utf8_lower(text))
+    # pyarrow keeps an empty word at a leading or trailing run of whitespace and makes [""] of "":
+    # Python's split() drops them.
+    flat = pc.list_flatten(words)
+    keep = pc.greater(pc.utf8_length(flat), 0)
+    parents = pc.list_parent_indices(words).filter(keep).to_numpy(zero_copy_only=False)
+    counts = np.bincount(parents, minlength=len(words)) if len(words) else np.zeros(0, np.int64)
+    offsets = np.zeros(len(words) + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), flat.filter(keep))
+
+
+def apply_transforms(table: Any, transforms: dict[str, Any]) -> Any:
+    """The built-ins of a state's ``transforms`` applied to one pyarrow table (pure)."""
+    import pyarrow as pa
+
+    needed = [c for kind in BUILTINS for c in (transforms.get(kind) or [])]
+    missing = sorted(set(needed) - set(table.column_names))
+    if missing:
+        raise StageError(f"preprocess columns {missing} are not in the data (columns: {table.column_names})")
+
+    def put(tbl: Any, column: str, values: Any) -> Any:
+        return tbl.set_column(tbl.schema.get_field_index(column), pa.field(column, values.type), values)
+
+    for column, s in (transforms.get("standardize") or {}).items():
+        table = put(table, column, standardize_values(table.column(column), s["mean"], s["std"]))
+    for column, s in (transforms.get("minmax") or {}).items():
+        table = put(table, column, minmax_values(table.column(column), s["min"], s["max"]))
+    for column, s in (transforms.get("categorical") or {}).items():
+        codes = category_codes(
+            table.column(column), s["vocabulary"], s.get("unseen_code", UNSEEN_CATEGORY_CODE)
+        )
+        table = put(table, column, codes)
+    for column in transforms.get("tokenize") or []:
+        table = put(table, column, tokenize_values(table.column(column)))
+    return table
+
+
+class ApplyState:
+    """``map_batches`` callable: a state's built-ins on a pyarrow batch (pure, picklable)."""
+
+    def __init__(self, transforms: dict[str, Any]) -> None:
+        self.transforms = transforms
+
+    def __call__(self, batch: Any) -> Any:
+        return apply_transforms(batch, self.transforms)
+
+
+def apply_state(ds: Any, state: dict[str, Any], *, batch_size: int = 4096) -> Any:
+    """``ds`` (a Ray Dataset) with the built-ins of ``state`` applied, in pyarrow batches."""
+    transforms = state.get("transforms") or {}
+    if not any(transforms.get(kind) for kind in BUILTINS):
+        return ds
+    return ds.map_batches(ApplyState(transforms), batch_format="pyarrow", batch_size=batch_size)
+
+
+def display_stats(state: dict[str, Any] | None) -> dict[str, Any]:
+    """A state's numbers for the job result (long vocabularies cut: the result is size-limited)."""
+    if not state:
+        return {}
+    transforms = state.get("transforms") or {}
+    out: dict[str, Any] = {}
+    for kind in ("standardize", "minmax"):
+        for column, numbers in (transforms.get(kind) or {}).items():
+            out[f"{kind}.{column}"] = dict(numbers)
+    for column, cat in (transforms.get("categorical") or {}).items():
+        vocabulary = cat.get("vocabulary") or []
+        shown: dict[str, Any] = {"vocabulary_size": len(vocabulary)}
+        if len(vocabulary) <= DISPLAY_VOCABULARY:
+            shown["vocabulary"] = list(vocabulary)
+        else:
+            shown["vocabulary_head"] = list(vocabulary[:DISPLAY_VOCABULARY])
+        out[f"categorical.{column}"] = shown
+    return out
+
+
+# ---- the stage -------------------------------------------------------------------------------
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def pinned_snapshot(spec: StageSpec, item: TableInput) -> int:
+    """The snapshot an input reads "as of": its snapshot, the end of its range, or the newest of its
+    list (by the branch's ancestry, never by comparing ids)."""
+    if item.is_list:
+        from ray_operators.iceberg_snapshots import ancestors
+
+        ids = {int(s) for s in item.snapshot_ids or []}
+        if not ids:
+            raise StageError(f"input {item.table} lists no snapshots: nothing to refit on")
+        metadata = spec.load_catalog().load_table(item.table).metadata
+        for snap in ancestors(metadata):
+            if snap.snapshot_id in ids:
+                return int(snap.snapshot_id)
+        known = [s for s in metadata.snapshots if s.snapshot_id in ids]
+        if not known:
+            raise StageError(f"none of the snapshots {sorted(ids)} is in {item.table}")
+        return int(max(known, key=lambda s: (s.sequence_number or 0, s.timestamp_ms)).snapshot_id)
+    if item.is_range:
+        return int(item.to_snapshot_id)
+    if item.snapshot_id is None:
+        raise StageError(f"input {item.table} has neither snapshot_id nor a snapshot range: reads are pinned")
+    return int(item.snapshot_id)
+
+
+def _fitted_on(item: TableInput, scope: str, snapshot_id: int | None, rows: int) -> dict[str, Any]:
+    where: dict[str, Any] = {"table": item.table, "scope": scope, "rows": rows}
+    if scope == "table":
+        where["snapshot_id"] = snapshot_id
+    elif item.is_list:
+        where["snapshot_ids"] = list(item.snapshot_ids or [])
+    elif item.is_range:
+        where["from_snapshot_id"] = item.from_snapshot_id
+        where["to_snapshot_id"] = item.to_snapshot_id
+    else:
+        where["snapshot_id"] = item.snapshot_id
+    if item.row_filter:
+        where["row_filter"] = item.row_filter
+    if item.columns:
+        where["columns"] = list(item.columns)
+    return where
+
+
+def _read(spec: StageSpec, item: TableInput, params: PreprocessParams) -> tuple[Any, Any, int]:
+    ds, files = read_pinned(spec, item)
+    ds = apply_user_transforms(ds, params.transforms).materialize()
+    return ds, files, ds.count()
+
+
+def _add_constant(batch: Any, *, column: str, value: Any) -> Any:
+    import pyarrow as pa
+
+    return batch.append_column(column, pa.array([value] * batch.num_rows))
+
+
 def run(spec: StageSpec) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
     if len(spec.inputs) != 1:
         raise StageError(f"preprocess reads exactly one input table, got {len(spec.inputs)}")
-    params = spec.params
-    ds, files = read_pinned(spec, spec.inputs[0])
-    ds = apply_user_transforms(ds, params.get("transforms", []))
-    ds = ds.materialize()
-    rows_in = ds.count()
-    stats = compute_stats(ds, params) if rows_in else {}
-    builtins = [k for k in ("standardize", "minmax", "categorical", "tokenize") if params.get(k)]
-    if builtins and rows_in:
-        ds = ds.map_batches(ApplyBuiltins(params, stats), batch_format="pandas", batch_size=4096)
-    if rows_in and spec.slice_filter and spec.slice_filter["column"] not in ds.schema().names:
-        # The run's slice (e.g. its data-interval date) tags every row it writes, so an overwrite
-        # of that slice replaces exactly this run's output on a replay or a backfill.
-        ds = ds.map_batches(
-            _add_constant,
-            fn_kwargs={"column": spec.slice_filter["column"], "value": spec.slice_filter["value"]},
-            batch_format="pyarrow",
+    params: PreprocessParams = spec.typed_params()
+    check_params(params)
+    refit = _truthy(params.refit)
+    item = spec.inputs[0]
+    catalog = spec.load_catalog()
+    out_table = catalog.load_table(spec.output_table) if catalog.table_exists(spec.output_table) else None
+
+    # The state this run applies: the one its own commit named (a retry of a committed run), the
+    # table's current one, or a new fit (first run, or a refit).
+    committed = find_committed(out_table, spec.run_key) if out_table is not None else None
+    from ray_operators.iceberg_snapshots import summary_value
+
+    committed_uri = summary_value(committed, PREPROCESS_STATE_URI) if committed is not None else None
+    if refit and committed is not None and summary_value(committed, PREPROCESS_REFIT) != "true":
+        # Exactly once by run key would make this refit a silent no-op: say so instead.
+        raise StageError(
+            f"refit asked for, but run key {spec.run_key} is already committed on {spec.output_table} "
+            f"(snapshot {committed.snapshot_id}) by a run that did not refit: a refit needs a run key "
+            "of its own (a new run, with other input snapshots or another interval)"
         )
-    ds = ds.materialize()
-    schema = ds.schema().base_schema if rows_in else None
-    if schema is not None:
-        ensure_table(spec, spec.output_table, schema)
-    elif not spec.load_catalog().table_exists(spec.output_table):
+    current = state_ref(out_table) if out_table is not None else None
+
+    ds, files, rows_in = _read(spec, item, params)
+    as_of: int | None = None
+    target, target_rows = ds, rows_in
+    fit_ds, fit_rows = ds, rows_in
+    if refit:
+        # The whole input table as of the run's input snapshot is what the table is rewritten from.
+        as_of = pinned_snapshot(spec, item)
+        if item.is_list or item.is_range:
+            whole = TableInput(
+                table=item.table, snapshot_id=as_of, columns=item.columns, row_filter=item.row_filter
+            )
+            target, _, target_rows = _read(spec, whole, params)
+        if params.fit_on == "table":
+            fit_ds, fit_rows = target, target_rows
+    if not target_rows and out_table is None:
         # No rows and no table: there is no schema to create it with. Nothing was written, and a
         # re-run finds the same nothing, so this is still exactly once; the table comes with data.
         print(f"no input rows and {spec.output_table} does not exist yet: nothing to write", flush=True)
         return {
             "stage": "preprocess",
-            "input": spec.inputs[0].__dict__,
+            "input": item.__dict__,
             "incremental_files": files,
             "output": {"table": spec.output_table, "snapshot_id": None, "rows": 0, "skipped": True},
             "rows_in": 0,
             "rows_out": 0,
-            "stats": stats,
+            "stats": {},
+            "state": None,
         }
-    print(ds.stats(), flush=True)
+
+    state: dict[str, Any] | None = None
+    uri: str | None = None
+    if committed_uri:
+        uri, state = committed_uri, load_state(committed_uri)
+    elif current is not None and not refit:
+        uri, state = current[0], load_state(current[0])
+        check_state_matches(state, params, uri)
+    elif fit_rows or not params.fitted_columns:
+        transforms = fit_transforms(fit_ds, params) if fit_rows else transforms_from_stats(params, {}, {}, {})
+        body = {
+            "format": STATE_FORMAT,
+            "output_table": spec.output_table,
+            "run_key": spec.run_key,
+            "refit": refit,
+            "fitted_at": datetime.now(UTC).isoformat(),
+            "fitted_on": _fitted_on(item, params.fit_on if refit else "input", as_of, fit_rows),
+            "fitted_with": {
+                "standardize": "ray.data.preprocessors.StandardScaler",
+                "minmax": "ray.data.preprocessors.MinMaxScaler",
+                "categorical": "ray.data.aggregate.Unique",
+            },
+            "transforms": transforms,
+        }
+        first = (current[1] if current is not None else 0) + 1
+        uri, state = claim_version(state_root(spec, out_table), first, body)
+        print(f"preprocess: fitted state v{state['version']} on {fit_rows} rows: {uri}", flush=True)
+    elif refit:
+        raise StageError(
+            f"refit on fit_on={params.fit_on!r}: no rows to fit on"
+            + (
+                " (this run's input is empty; fit_on: table fits on the whole input table)"
+                if item.is_range
+                else ""
+            )
+        )
+    # else: no rows yet and nothing fitted: an empty commit with no state; the first rows fit it.
+
+    if state is not None and target_rows:
+        target = apply_state(target, state)
+    if target_rows and spec.slice_filter and spec.slice_filter["column"] not in target.schema().names:
+        # The run's slice (e.g. its data-interval date) tags every row it writes, so an overwrite
+        # of that slice replaces exactly this run's output on a replay or a backfill.
+        target = target.map_batches(
+            _add_constant,
+            fn_kwargs={"column": spec.slice_filter["column"], "value": spec.slice_filter["value"]},
+            batch_format="pyarrow",
+        )
+    target = target.materialize()
+    schema = target.schema().base_schema if target_rows else None
+    if schema is not None:
+        ensure_table(spec, spec.output_table, schema)
+    print(target.stats(), flush=True)
+
+    extra: dict[str, str] = {}
+    if state is not None and uri is not None:
+        extra = {PREPROCESS_STATE_URI: uri, PREPROCESS_STATE_VERSION: str(state["version"])}
+    commit_spec = spec
+    if refit:
+        extra[PREPROCESS_REFIT] = "true"
+        if spec.slice_filter:
+            # A refit replaces the whole table, whatever slice the run was given.
+            commit_spec = StageSpec.from_json({**spec.to_json(), "slice_filter": None})
     result = commit_exactly_once(
-        spec,
-        ds if rows_in else None,
+        commit_spec,
+        target if target_rows else None,
         schema=schema,
-        extra_properties={STATS_PROPERTY: json.dumps(stats, sort_keys=True)[:60_000]},
+        extra_properties=extra,
+        mode="overwrite" if refit else None,
     )
     return {
         "stage": "preprocess",
-        "input": spec.inputs[0].__dict__,
+        "input": item.__dict__,
         "incremental_files": files,
         "output": result,
-        "rows_in": rows_in,
+        "rows_in": target_rows,
         "rows_out": result["rows"],
-        "stats": stats,
+        "stats": display_stats(state),
+        "state": {
+            "uri": uri,
+            "version": state["version"],
+            "refit": refit,
+            "fitted_on": state.get("fitted_on"),
+        }
+        if state is not None
+        else None,
     }

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from ray_operators.contract.lineage import MODEL, MODEL_URI
+from ray_operators.contract.lineage import MODEL, MODEL_URI, PREPROCESS_STATE_URI
 from ray_operators.contract.spec import StageError, StageSpec
 from ray_operators.jobs.ingest import ingest_read_blocks
 from ray_operators.jobs.write import commit_rows_exactly_once, ensure_table, find_committed
@@ -51,8 +51,25 @@ def registry_schema():
             ("used_gpu", pa.bool_()),
             ("run_key", pa.string()),
             ("created_at", pa.timestamp("us", tz="UTC")),
+            # The fitted preprocessing state of the features it was trained on (inference on raw
+            # rows applies the same state, by this URI and version).
+            ("preprocess_state_uri", pa.string()),
         ]
     )
+
+
+def _ensure_registry(spec: StageSpec) -> Any:
+    """The registry table, evolved to the current registry schema (columns added, never dropped)."""
+    registry = ensure_table(spec, spec.output_table, registry_schema())
+    missing = [f for f in registry_schema() if f.name not in registry.schema().column_names]
+    if missing:
+        from pyiceberg.types import StringType
+
+        with registry.update_schema() as update:
+            for field in missing:
+                update.add_column(field.name, StringType())
+        registry = spec.load_catalog().load_table(spec.output_table)
+    return registry
 
 
 def build_model(num_features: int, hidden: int, num_classes: int):
@@ -180,7 +197,7 @@ def run(spec: StageSpec) -> dict[str, Any]:
     if not features or not label:
         raise StageError("train needs params.feature_columns and params.label_column")
     name = p.model_name or spec.output_table.rpartition(".")[2]
-    registry = ensure_table(spec, spec.output_table, registry_schema())
+    registry = _ensure_registry(spec)
     done = find_committed(registry, spec.run_key)
     if done is not None:
         rows = [
@@ -279,11 +296,24 @@ def run(spec: StageSpec) -> dict[str, Any]:
         "used_gpu": use_gpu,
         "run_key": spec.run_key,
         "created_at": datetime.now(UTC),
+        "preprocess_state_uri": _feature_state(spec, item),
     }
     result, rows = commit_rows_exactly_once(spec, partial(_next_version_row, row=row))
     registered = _registered(spec, result, rows[0])
     print(f"model {name} v{registered['model_version']}: {metrics} (gpu={use_gpu})", flush=True)
     return {**registered, "used_gpu": use_gpu, "training_read": cached}
+
+
+def _feature_state(spec: StageSpec, item: Any) -> str | None:
+    """The fitted preprocessing state the pinned feature snapshot holds: the one its newest
+    ancestor written by a preprocess stage applied (None for features no preprocess stage wrote)."""
+    from ray_operators.iceberg_snapshots import iter_ancestors, summary_value
+
+    metadata = spec.load_catalog().load_table(item.table).metadata
+    for snap in iter_ancestors(metadata, metadata.snapshot_by_id(item.snapshot_id)):
+        if (uri := summary_value(snap, PREPROCESS_STATE_URI)) is not None:
+            return uri
+    return None
 
 
 def _next_version_row(registry: Any, *, row: dict[str, Any]) -> tuple[Any, dict[str, str]]:

@@ -171,6 +171,15 @@ class LakehouseStageOperator(RayJobOperator):
         run_key = self.run_key or run_key_for(
             context, self.task_id, snapshot_ids, stage=self.stage, input_identity=identity
         )
+        params = dict(self.stage_params)
+        if self.stage == "preprocess" and _truthy((context.get("params") or {}).get("refit")):
+            # A run triggered with refit: a new fitted state, the whole output table rewritten. It
+            # is its own write (not the plain run of the same inputs, which may be committed).
+            params["refit"] = True
+        if self.stage == "preprocess" and _truthy(params.get("refit")):
+            from ray_operators.contract.run_key import derived
+
+            run_key = derived(run_key, "refit")
         spec = StageSpec(
             stage=self.stage,
             catalog_name=self.iceberg_conn_id,
@@ -187,7 +196,7 @@ class LakehouseStageOperator(RayJobOperator):
                 "run_id": ti.run_id,
                 "task_id": ti.task_id,
             },
-            params=dict(self.stage_params),
+            params=params,
         )
         # Validate here, params included: a bad spec fails before submission.
         StageSpec.from_json(spec.to_json()).typed_params()
@@ -252,6 +261,11 @@ class LakehouseStageOperator(RayJobOperator):
         except (KeyError, TypeError) as err:  # not declared as an outlet
             self.log.info("No outlet event for %s: %s", self.output_table, err)
         return value
+
+
+def _truthy(value: Any) -> bool:
+    """A flag from params or a rendered template (``True``, ``"true"``, ``"True"``, ``1``)."""
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 def _as_list(value: Any) -> list[Any]:

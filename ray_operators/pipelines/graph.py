@@ -44,6 +44,14 @@ REPROCESS_PARAMS: dict[str, dict[str, Any]] = {
     },
 }
 
+#: A run triggered with ``refit: true`` refits every preprocess stage it runs (a new state version,
+#: the whole output table rewritten with it).
+REFIT_PARAM: dict[str, Any] = {
+    "type": "boolean",
+    "default": False,
+    "description": "Preprocess stages: fit a new preprocessing state and rewrite the whole output table with it.",
+}
+
 
 @dataclass
 class TaskNode:
@@ -134,6 +142,8 @@ def build_graph(pipeline: Pipeline) -> PipelineGraph:
     params = {name: p.model_dump(exclude_none=True) for name, p in pipeline.params.items()}
     for name, p in REPROCESS_PARAMS.items():
         params.setdefault(name, p)
+    if any(stage.kind == "preprocess" for stage in pipeline.stages):
+        params.setdefault("refit", REFIT_PARAM)
     dag_arguments = {
         "description": pipeline.description,
         "start_date": pipeline.start_date.isoformat(),
@@ -275,6 +285,10 @@ def _task(stage: Any, pipeline: Pipeline, up: list[Any], watched: set[str]) -> T
         for key in ("standardize", "minmax", "categorical", "tokenize"):
             if getattr(stage, key):
                 params[key] = list(getattr(stage, key))
+        if stage.refit:
+            params["refit"] = True
+        if stage.fit_on != "input":
+            params["fit_on"] = stage.fit_on
         args["stage_params"] = params
         return TaskNode(
             stage.name, kind, STAGE_OPERATOR, args, reads=[stage.input.table], writes=stage_writes(stage)

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ray_operators.contract.params import InferParams, TrainParams
+from ray_operators.contract.params import InferParams, PreprocessParams, TrainParams
 
 NAME = r"^[A-Za-z][A-Za-z0-9_]*$"
 TABLE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
@@ -21,7 +21,7 @@ Table = Annotated[str, Field(pattern=TABLE, description="`namespace.table`")]
 
 
 #: Stage defaults live in the contract (one place), shared with the jobs.
-_TRAIN, _INFER = TrainParams(), InferParams()
+_PREPROCESS, _TRAIN, _INFER = PreprocessParams(), TrainParams(), InferParams()
 
 
 class Strict(BaseModel):
@@ -243,6 +243,17 @@ class PreprocessStage(StageBase):
     minmax: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
     tokenize: list[str] = Field(default_factory=list)
+    refit: bool = Field(
+        _PREPROCESS.refit,
+        description="every run fits a new state (the next version) instead of applying the current "
+        "one, and rewrites the whole output table with it in one overwrite commit; to refit once, "
+        "trigger a run with the param `refit: true` instead",
+    )
+    fit_on: Literal["input", "table"] = Field(
+        _PREPROCESS.fit_on,  # type: ignore[arg-type]
+        description="what a fit uses: `input`, the run's input, or `table`, the whole input table as "
+        "of the run's input snapshot",
+    )
 
 
 class TrainStage(StageBase):

@@ -24,12 +24,18 @@ with DAG(
         ship_package=True,
     )
 
+# The run params `refit` and `fit_on` reach the stage as templated strings ("True"/"False"): the
+# job reads `refit` as a flag, so a run triggered with `{"refit": true}` refits.
 with DAG(
     "preprocess_features",
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    params={"inputs_json": Param("[]", type="string")},
+    params={
+        "inputs_json": Param("[]", type="string"),
+        "refit": Param(False, type="boolean"),
+        "fit_on": Param("input", enum=["input", "table"]),
+    },
 ):
     LakehouseStageOperator(
         task_id="preprocess",
@@ -49,6 +55,31 @@ with DAG(
                 },
             ],
             "standardize": ["x"],
+            "categorical": ["color"],
+            "tokenize": ["text"],
+            "refit": "{{ params.refit }}",
+            "fit_on": "{{ params.fit_on }}",
+        },
+    )
+
+# Every built-in, with all-null and constant columns: no user transforms.
+with DAG(
+    "preprocess_state_edges",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    params={"inputs_json": Param("[]", type="string")},
+):
+    LakehouseStageOperator(
+        task_id="preprocess",
+        stage="preprocess",
+        inputs="{{ params.inputs_json }}",
+        output_table="db.edges",
+        iceberg_conn_id="iceberg_test",
+        poll_interval=0.5,
+        stage_params={
+            "standardize": ["x", "void_s", "flat_s"],
+            "minmax": ["z", "void_m", "flat_m"],
             "categorical": ["color"],
             "tokenize": ["text"],
         },
