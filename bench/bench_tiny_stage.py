@@ -67,7 +67,15 @@ def main() -> None:
         output_table="bench.tiny_out",
         inputs=[TableInput(table="bench.tiny", snapshot_id=snapshot)],
         run={"run_key": "bench/stage", "dag_id": "bench", "run_id": "r", "task_id": "t"},
-        params={"transforms": [{"fn": "ray_operators.jobs.examples:add_total", "batch_format": "pandas"}]},
+        params={
+            "transforms": [
+                {
+                    "fn": "ray_operators.jobs.examples:add_total",
+                    "batch_format": "pandas",
+                    "kwargs": {"columns": ["x"]},
+                }
+            ]
+        },
     )
     head = LocalRayHead(workdir=root / "ray").start()
     try:
