@@ -146,7 +146,8 @@ def run(spec: StageSpec) -> dict[str, Any]:
     """Curate the raw roots' new units (Spark-log folders, or files of a tabular format)."""
     from functools import partial
 
-    fmt = str(spec.params.get("format", "spark_logs")).lower()
+    params = spec.typed_params()  # the defaults live in the contract (CurateParams)
+    fmt = str(params.format).lower()
     _, quarantine_schema, processing_schema = schemas()
     if fmt == "spark_logs":
         good_schema = schemas()[0]
@@ -174,7 +175,7 @@ def run(spec: StageSpec) -> dict[str, Any]:
         def units() -> dict[str, list[str]]:
             found: dict[str, list[str]] = {}
             for root in spec.raw_paths:
-                found.update(tabular.discover(root, fmt, spec.params.get("pattern")))
+                found.update(tabular.discover(root, fmt, params.pattern))
             return found
 
         encoded = {"columns": json.dumps(columns), "required": json.dumps(required), "format": fmt}
