@@ -1,13 +1,16 @@
 """The real Airflow stack on one machine: ``airflow standalone`` in its own home, on free ports.
 
 Used by the asset-driven and backfill tests and by ``make airflow``: the real scheduler,
-dag-processor, triggerer and API server (LocalExecutor, SQLite), started in their own process
-group and stopped by that pid.
+dag-processor, triggerer and API server (LocalExecutor), started in their own process group and
+stopped by that pid. The metadata database is SQLite in the home by default, or PostgreSQL when
+given a ``database_url`` (the tests use :class:`ray_operators.local_postgres.LocalPostgres`):
+SQLite takes one writer at a time, so CLI commands beside the scheduler may find it locked.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -21,9 +24,14 @@ from ray_operators.embedded import free_port
 
 class StandaloneAirflow:
     """
-    :param home: the AIRFLOW_HOME (created); its ``airflow.db`` is the metadata database.
+    :param home: the AIRFLOW_HOME (created); its ``airflow.db`` is the metadata database unless
+        ``database_url`` is given.
     :param dags_folder: folder the dag-processor parses.
     :param env: extra environment (connections as ``AIRFLOW_CONN_*``...).
+    :param database_url: a PostgreSQL SQLAlchemy URL (``postgresql+psycopg2://USER@HOST:PORT/DB``)
+        of an empty or Airflow database: Airflow's ``sql_alchemy_conn``, and what :meth:`query`
+        reads (with psycopg2). ``airflow standalone`` creates or migrates the schema when it starts
+        (``airflow db migrate``'s work, as it does for SQLite), before its components start.
     """
 
     def __init__(
@@ -33,11 +41,15 @@ class StandaloneAirflow:
         dags_folder: Path,
         env: dict[str, str] | None = None,
         plugins_folder: Path | None = None,
+        database_url: str | None = None,
     ) -> None:
+        if database_url is not None and not database_url.startswith("postgresql"):
+            raise ValueError(f"database_url must be a PostgreSQL URL, not {database_url.split(':')[0]}")
         self.home = Path(home)
         self.dags_folder = Path(dags_folder)
         self.plugins_folder = plugins_folder
         self.extra_env = dict(env or {})
+        self.database_url = database_url
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -81,6 +93,8 @@ class StandaloneAirflow:
         if self.plugins_folder:
             env["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(self.plugins_folder)
         env.update(self.extra_env)
+        if self.database_url:
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.database_url
         return env
 
     def start(self, timeout: float = 180.0) -> StandaloneAirflow:
@@ -114,7 +128,13 @@ class StandaloneAirflow:
         return kinds <= {row[0] for row in rows}
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        """Read the metadata database directly (no Airflow import in the caller's process)."""
+        """Read the metadata database directly (no Airflow import in the caller's process).
+
+        ``sql`` takes ``?`` placeholders on either database; a table not created yet reads as no
+        rows. On PostgreSQL, JSON columns come back as their text, as SQLite returns them.
+        """
+        if self.database_url:
+            return self._query_postgres(sql, params)
         if not self.db_path.exists():
             return []
         try:
@@ -123,12 +143,39 @@ class StandaloneAirflow:
         except sqlite3.OperationalError:
             return []
 
+    def _query_postgres(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        import psycopg2
+        import psycopg2.errors
+        import psycopg2.extras
+
+        assert self.database_url is not None
+        dsn = re.sub(r"^postgresql(\+\w+)?://", "postgresql://", self.database_url)
+        conn = psycopg2.connect(dsn, connect_timeout=10)
+        try:
+            conn.set_session(readonly=True, autocommit=True)
+            psycopg2.extras.register_default_json(conn, loads=lambda text: text)
+            psycopg2.extras.register_default_jsonb(conn, loads=lambda text: text)
+            with conn.cursor() as cursor:
+                try:
+                    if params:  # psycopg2's placeholders are %s, and a literal % is then %%
+                        cursor.execute(sql.replace("%", "%%").replace("?", "%s"), params)
+                    else:
+                        cursor.execute(sql)
+                except psycopg2.errors.UndefinedTable:
+                    return []  # airflow standalone has not created the schema yet
+                return [tuple(row) for row in cursor.fetchall()]
+        finally:
+            conn.close()
+
     def cli(self, *args: str, check: bool = True, attempts: int = 5) -> subprocess.CompletedProcess[str]:
         """Run an ``airflow`` CLI command against this stack.
 
-        SQLite allows one writer at a time and the scheduler writes often: a command that finds
-        the database locked is tried again (``attempts`` times in all).
+        SQLite allows one writer at a time and the scheduler writes often: there, a command that
+        finds the database locked is tried again (``attempts`` times in all). PostgreSQL has no
+        such lock: a command runs once.
         """
+        if self.database_url:
+            attempts = 1
         for attempt in range(1, attempts + 1):
             done = subprocess.run(
                 [str(Path(sys.executable).parent / "airflow"), *args],

@@ -84,3 +84,26 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "cond
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL server on loopback (``LocalPostgres``), for the real-scheduler tests.
+
+    Each test creates its own database on it (``postgres.create_database(name)`` returns the URL).
+    Skips where the server binaries or the psycopg2/asyncpg drivers are missing.
+    """
+    import importlib.util
+
+    from ray_operators.local_postgres import INSTALL_HINT, LocalPostgres, find_postgres_bin
+
+    if find_postgres_bin() is None:
+        pytest.skip(f"PostgreSQL server binaries not found: {INSTALL_HINT}")
+    missing = [name for name in ("psycopg2", "asyncpg") if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"PostgreSQL drivers missing ({', '.join(missing)}): {INSTALL_HINT}")
+    server = LocalPostgres().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -15,6 +15,23 @@ from typing import Any
 import pyarrow as pa
 
 SCHEMA = pa.schema([("id", pa.int64()), ("value", pa.string())])
+#: Raw rows for the preprocess stage tests: numbers, a category and a text.
+RAW_FEATURES = pa.schema(
+    [("x", pa.float64()), ("y", pa.float64()), ("color", pa.string()), ("text", pa.string())]
+)
+
+
+def raw_feature_batch(start: int, n: int) -> pa.Table:
+    """Rows ``start .. start+n-1`` of :data:`RAW_FEATURES` (x = i, three colors in turn)."""
+    return pa.table(
+        {
+            "x": [float(i) for i in range(start, start + n)],
+            "y": [1.0] * n,
+            "color": [("red", "green", "blue")[i % 3] for i in range(start, start + n)],
+            "text": [f"Hello World {i}" for i in range(start, start + n)],
+        },
+        schema=RAW_FEATURES,
+    )
 
 
 def catalog_properties(root: Path) -> dict[str, str]:

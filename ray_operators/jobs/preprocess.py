@@ -20,11 +20,16 @@ scaled alike and category codes never change between increments:
 
 - The first run that has input rows (the output table has no state yet) fits the state on its
   input and stores it as a versioned JSON artifact (never a pickle) next to the output table:
-  ``<table location>/preprocess_state/v<N>.json`` (the table's ``metadata.location``; before the
-  table exists, ``<catalog warehouse>/<namespace>/<table>``), written with
-  ``pyarrow.fs.FileSystem.from_uri`` (``file://``, ``s3://``...). A version file is never
-  overwritten: when ``vN`` exists and carries this run's run key (a retry), it is reused as it is;
-  when it carries another run key, the state takes ``N+1``.
+  ``<warehouse>/<namespace>/<table>/preprocess_state/v<N>.json`` (beside the table's own folder,
+  the same path whether or not the table exists yet; with a catalog whose ``warehouse`` is a name,
+  the table's ``metadata.location``), written with ``pyarrow.fs.FileSystem.from_uri`` (``file://``,
+  ``s3://``...). A version file is never overwritten: when ``vN`` exists and carries this run's run
+  key (a retry), it is reused as it is; when it carries another run key, the state takes ``N+1``.
+- Concurrent first runs (a backfill's intervals start together) all apply one state: the version
+  1 whichever claims it first; a run that finds v1 fitted but not yet committed applies it, and a
+  run that loses the race for v1 drops its own fit. So the table never holds two scales; a backfill
+  equal row for row to a sequential run needs its first interval to run first
+  (``airflow backfill create --max-active-runs 1``).
 - Every snapshot the stage commits names the state it applied in its summary
   (:data:`~ray_operators.contract.lineage.PREPROCESS_STATE_URI` and
   :data:`~ray_operators.contract.lineage.PREPROCESS_STATE_VERSION`). The table's *current* state is
@@ -144,18 +149,20 @@ def apply_user_transforms(ds: Any, transforms: list[dict[str, Any]]) -> Any:
 
 
 def state_root(spec: StageSpec, table: Any | None = None) -> str:
-    """The folder of the output table's state versions: ``<table location>/preprocess_state``, or
-    ``<warehouse>/<namespace>/<table>/preprocess_state`` while the table does not exist."""
+    """The folder of the output table's state versions, the same for every run of the table
+    (concurrent first runs must find each other's version 1): ``<warehouse>/<namespace>/<table>/
+    preprocess_state`` when the catalog's ``warehouse`` is a location (``file://``, ``s3://``, a
+    path), else ``<table location>/preprocess_state`` (a REST catalog's ``warehouse`` is a name)."""
+    warehouse = str(spec.catalog_properties.get("warehouse") or "")
+    if "://" in warehouse or warehouse.startswith("/"):
+        parts = spec.output_table.split(".")
+        return f"{warehouse.rstrip('/')}/{'/'.join(parts)}/{STATE_DIR}"
     if table is not None:
         return f"{str(table.metadata.location).rstrip('/')}/{STATE_DIR}"
-    warehouse = spec.catalog_properties.get("warehouse")
-    if not warehouse:
-        raise StageError(
-            f"{spec.output_table} does not exist yet and the catalog has no 'warehouse' property: "
-            "there is no place for the preprocessing state"
-        )
-    parts = spec.output_table.split(".")
-    return f"{str(warehouse).rstrip('/')}/{'/'.join(parts)}/{STATE_DIR}"
+    raise StageError(
+        f"{spec.output_table} does not exist yet and the catalog's 'warehouse' ({warehouse!r}) is not a "
+        "location: there is no place for the preprocessing state (create the table first)"
+    )
 
 
 def state_uri(root: str, version: int) -> str:
@@ -212,7 +219,8 @@ def current_state(table: Any, branch: str = "main") -> dict[str, Any] | None:
 
 def state_by_version(table: Any, version: int) -> dict[str, Any]:
     """The state version ``version`` of this output table (for a model trained on it): the URI a
-    snapshot named for that version, else ``<table location>/preprocess_state/v<version>.json``."""
+    snapshot named for that version, else ``<table location>/preprocess_state/v<version>.json``
+    (the place for catalogs whose warehouse is a name)."""
     from ray_operators.iceberg_snapshots import summary_value
 
     for snap in reversed(table.metadata.snapshots):
@@ -221,6 +229,16 @@ def state_by_version(table: Any, version: int) -> dict[str, Any]:
             if uri:
                 return load_state(uri)
     return load_state(state_uri(f"{str(table.metadata.location).rstrip('/')}/{STATE_DIR}", version))
+
+
+def _first_version(spec: StageSpec, table: Any | None) -> tuple[str, dict[str, Any]] | None:
+    """``(uri, state)`` of version 1 when some run has fitted it already, else None."""
+    uri = state_uri(state_root(spec, table), 1)
+    try:
+        found = _read_json(uri)
+    except (OSError, ValueError) as err:
+        raise StageError(f"cannot read the preprocessing state {uri}: {err}") from None
+    return (uri, load_state(uri)) if found is not None else None
 
 
 def _write_new(uri: str, text: str) -> None:
@@ -317,30 +335,23 @@ def transforms_from_stats(
     """
     wanted = params if isinstance(params, dict) else requested(params)
     out: dict[str, Any] = {"standardize": {}, "minmax": {}, "categorical": {}, "tokenize": []}
-    for column in wanted.get("standardize", []):
-        mean, std = stats.get(f"mean({column})"), stats.get(f"std({column})")
-        if not counts.get(column):
-            out["standardize"][column] = {"mean": 0.0, "std": 1.0, "count": 0}
-            continue
-        try:
-            out["standardize"][column] = {"mean": _finite(mean), "std": _finite(std), "count": counts[column]}
-        except (TypeError, ValueError):
-            raise StageError(
-                f"standardize {column!r}: no finite mean/std over its {counts[column]} non-null values "
-                f"(mean {mean}, std {std}): the column has NaN or infinite values"
-            ) from None
-    for column in wanted.get("minmax", []):
-        low, high = stats.get(f"min({column})"), stats.get(f"max({column})")
-        if not counts.get(column):
-            out["minmax"][column] = {"min": 0.0, "max": 1.0, "count": 0}
-            continue
-        try:
-            out["minmax"][column] = {"min": _finite(low), "max": _finite(high), "count": counts[column]}
-        except (TypeError, ValueError):
-            raise StageError(
-                f"minmax {column!r}: no finite min/max over its {counts[column]} non-null values "
-                f"(min {low}, max {high}): the column has NaN or infinite values"
-            ) from None
+    # Each scaler: its two statistics, and what a column with no values when fitted stores.
+    scalers = {"standardize": (("mean", "std"), (0.0, 1.0)), "minmax": (("min", "max"), (0.0, 1.0))}
+    for kind, (names, empty) in scalers.items():
+        for column in wanted.get(kind, []):
+            found = [stats.get(f"{name}({column})") for name in names]
+            if not counts.get(column):
+                out[kind][column] = {**dict(zip(names, empty, strict=True)), "count": 0}
+                continue
+            try:
+                values = {name: _finite(v) for name, v in zip(names, found, strict=True)}
+            except (TypeError, ValueError):
+                shown = ", ".join(f"{name} {v}" for name, v in zip(names, found, strict=True))
+                raise StageError(
+                    f"{kind} {column!r}: no finite {'/'.join(names)} over its {counts[column]} non-null "
+                    f"values ({shown}): the column has NaN or infinite values"
+                ) from None
+            out[kind][column] = {**values, "count": counts[column]}
     for column in wanted.get("categorical", []):
         vocabulary = sorted({str(v) for v in uniques.get(column) or [] if v is not None})
         out["categorical"][column] = {"vocabulary": vocabulary, "unseen_code": UNSEEN_CATEGORY_CODE}
@@ -645,6 +656,13 @@ def run(spec: StageSpec) -> dict[str, Any]:
     elif current is not None and not refit:
         uri, state = current[0], load_state(current[0])
         check_state_matches(state, params, uri)
+    elif not refit and (first_fit := _first_version(spec, out_table)) is not None:
+        # No state on the branch yet, but a concurrent first run (a backfill's other intervals)
+        # already fitted one: every first run applies that one, so the table never holds two
+        # scales. Which run fits it is whichever claims v1 first.
+        uri, state = first_fit
+        check_state_matches(state, params, uri)
+        print(f"preprocess: applying v1, fitted by a concurrent first run: {uri}", flush=True)
     elif fit_rows or not params.fitted_columns:
         transforms = fit_transforms(fit_ds, params) if fit_rows else transforms_from_stats(params, {}, {}, {})
         body = {
@@ -663,6 +681,9 @@ def run(spec: StageSpec) -> dict[str, Any]:
         }
         first = (current[1] if current is not None else 0) + 1
         uri, state = claim_version(state_root(spec, out_table), first, body)
+        if not refit and int(state["version"]) != 1 and (first_fit := _first_version(spec, out_table)):
+            # Lost the race for v1 to a concurrent first run: apply its state, not ours.
+            uri, state = first_fit
         print(f"preprocess: fitted state v{state['version']} on {fit_rows} rows: {uri}", flush=True)
     elif refit:
         raise StageError(

@@ -16,13 +16,14 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
-def test_asset_watcher_starts_the_dag_with_exactly_the_new_snapshots(tmp_path, iceberg):
+def test_asset_watcher_starts_the_dag_with_exactly_the_new_snapshots(tmp_path, iceberg, postgres):
     out = tmp_path / "runs"
     out.mkdir()
     stack = StandaloneAirflow(
         home=tmp_path / "airflow",
         dags_folder=REPO / "tests" / "dags_scheduler",
         env={**connection_env(iceberg.conn_id, iceberg.root), "WATCH_OUT": str(out)},
+        database_url=postgres.create_database("asset_watcher_scheduler"),
     )
     before = iceberg.commit("db.events", "append", "1")
     with stack:

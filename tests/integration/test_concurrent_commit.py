@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow as pa
 import pytest
 
 from ray_operators.contract.result import parse_result
 from ray_operators.contract.spec import StageSpec
-from tests.conftest import wait_for
 from tests.iceberg_helpers import catalog_properties
+from tests.ray_helpers import run_job
 
 pytestmark = pytest.mark.integration
 JOB = "race_commit.py"
@@ -30,14 +28,7 @@ def _race(hook, iceberg, tmp_path, which: str, table: str) -> dict:
     )
     marker = tmp_path / which
     marker.mkdir()
-    sid = hook.submit_job(
-        entrypoint=f"python {JOB} {spec.encode()} {which} {marker}",
-        submission_id=f"race-{which}",
-        runtime_env={"working_dir": str(Path(__file__).resolve().parents[1] / "jobs")},
-    )
-    wait_for(lambda: hook.get_job_info(sid)["status"] in ("SUCCEEDED", "FAILED"), 240, interval=1, what=sid)
-    logs = hook.get_job_logs(sid)
-    assert hook.get_job_info(sid)["status"] == "SUCCEEDED", logs[-3000:]
+    logs = run_job(hook, f"python {JOB} {spec.encode()} {which} {marker}", f"race-{which}", timeout=240)
     assert (marker / "committed").exists(), "the concurrent writer never ran"
     return parse_result(logs)
 

@@ -3,16 +3,14 @@ ranges, the catalog's FileIO, and non-append snapshots refused. Real Ray head an
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow as pa
 import pytest
 from pyiceberg.types import DoubleType
 
 from ray_operators.contract.result import parse_result
 from ray_operators.contract.spec import StageSpec
-from tests.conftest import wait_for
 from tests.iceberg_helpers import catalog_properties
+from tests.ray_helpers import run_job
 
 pytestmark = pytest.mark.integration
 
@@ -28,14 +26,7 @@ def _read(hook, iceberg, item: dict, name: str) -> dict:
             "run": {"run_key": f"read/{name}"},
         }
     )
-    sid = hook.submit_job(
-        entrypoint=f"python read_input.py {spec.encode()}",
-        submission_id=f"read-{name}",
-        runtime_env={"working_dir": str(Path(__file__).resolve().parents[1] / "jobs")},
-    )
-    wait_for(lambda: hook.get_job_info(sid)["status"] in ("SUCCEEDED", "FAILED"), 240, interval=1, what=sid)
-    logs = hook.get_job_logs(sid)
-    assert hook.get_job_info(sid)["status"] == "SUCCEEDED", logs[-3000:]
+    logs = run_job(hook, f"python read_input.py {spec.encode()}", f"read-{name}", timeout=240)
     return parse_result(logs)
 
 

@@ -11,8 +11,8 @@ import pytest
 from ray_operators.contract.lineage import PREPROCESS_STATE_URI, PREPROCESS_STATE_VERSION
 from ray_operators.contract.spec import StageSpec
 from ray_operators.demo_data import generate_tabular
-from tests.conftest import wait_for
 from tests.iceberg_helpers import catalog_properties
+from tests.ray_helpers import run_job
 
 pytestmark = pytest.mark.integration
 FEATURES = [f"f{i}" for i in range(6)]
@@ -30,12 +30,9 @@ def _stage(hook, iceberg, name: str, stage: str, inputs: list, output: str, para
             "params": params,
         }
     )
-    sid = hook.submit_job(
-        entrypoint=f"python -m ray_operators.jobs.run_stage --spec {spec.encode()}",
-        submission_id=f"st-{name}",
+    run_job(
+        hook, f"python -m ray_operators.jobs.run_stage --spec {spec.encode()}", f"st-{name}", working_dir=None
     )
-    wait_for(lambda: hook.get_job_info(sid)["status"] in ("SUCCEEDED", "FAILED"), 300, interval=1, what=sid)
-    assert hook.get_job_info(sid)["status"] == "SUCCEEDED", hook.get_job_logs(sid)[-3000:]
 
 
 def test_inference_on_raw_rows_applies_the_models_state(airflow_db, ray_head, hook, iceberg):

@@ -7,28 +7,15 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-import pyarrow as pa
 import pytest
 
 from ray_operators.contract.lineage import INPUT_PREFIX, REPLACES_ROLLED_BACK, RUN_KEY
 from ray_operators.demo_data import generate_spark_logs
 from ray_operators.iceberg_snapshots import ancestors
 from tests.airflow_helpers import run_dag, xcoms
+from tests.iceberg_helpers import RAW_FEATURES, raw_feature_batch
 
 pytestmark = pytest.mark.integration
-RAW = pa.schema([("x", pa.float64()), ("y", pa.float64()), ("color", pa.string()), ("text", pa.string())])
-
-
-def _batch(start: int, n: int) -> pa.Table:
-    return pa.table(
-        {
-            "x": [float(i) for i in range(start, start + n)],
-            "y": [1.0] * n,
-            "color": [("red", "green", "blue")[i % 3] for i in range(start, start + n)],
-            "text": [f"Hello World {i}" for i in range(start, start + n)],
-        },
-        schema=RAW,
-    )
 
 
 def _output(dag_id: str, run_id: str, task: str) -> dict:
@@ -43,10 +30,10 @@ def _rollback_to_parent(table, snapshot_id: int) -> int:
 
 def test_preprocess_rerun_after_rollback_writes_again(airflow_db, ray_head, iceberg):
     iceberg.catalog.create_namespace_if_not_exists("db")
-    raw = iceberg.catalog.create_table("db.raw", schema=RAW)
-    raw.append(_batch(0, 30))
+    raw = iceberg.catalog.create_table("db.raw", schema=RAW_FEATURES)
+    raw.append(raw_feature_batch(0, 30))
     first = raw.metadata.current_snapshot_id
-    raw.append(_batch(30, 20))
+    raw.append(raw_feature_batch(30, 20))
     second = raw.metadata.current_snapshot_id
     day1, day2 = datetime(2026, 8, 1, tzinfo=UTC), datetime(2026, 8, 2, tzinfo=UTC)
     conf1 = {"inputs_json": json.dumps([{"table": "db.raw", "snapshot_id": first}])}

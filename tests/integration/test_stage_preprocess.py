@@ -22,11 +22,11 @@ from ray_operators.contract.params import UNSEEN_CATEGORY_CODE
 from ray_operators.iceberg_snapshots import ancestors, operation
 from ray_operators.jobs.preprocess import STATE_DIR, current_state, load_state
 from tests.airflow_helpers import get_dag, xcoms
+from tests.iceberg_helpers import RAW_FEATURES, raw_feature_batch
 
 pytestmark = pytest.mark.integration
 DAG = "preprocess_features"
 EDGES = "preprocess_state_edges"
-RAW = pa.schema([("x", pa.float64()), ("y", pa.float64()), ("color", pa.string()), ("text", pa.string())])
 #: The old per-run statistics property: no longer written.
 OLD_STATS_PROPERTY = "lakehouse.preprocess.stats"
 
@@ -35,18 +35,6 @@ def _std(values: range) -> float:
     """Population standard deviation (what the state stores: Ray's StandardScaler, ddof=0)."""
     mean = sum(values) / len(values)
     return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-
-
-def _batch(start: int, n: int) -> pa.Table:
-    return pa.table(
-        {
-            "x": [float(i) for i in range(start, start + n)],
-            "y": [1.0] * n,
-            "color": [("red", "green", "blue")[i % 3] for i in range(start, start + n)],
-            "text": [f"Hello World {i}" for i in range(start, start + n)],
-        },
-        schema=RAW,
-    )
 
 
 def _run(dag_id: str, day: int, inputs: list[dict], **conf) -> dict:
@@ -77,10 +65,10 @@ def _assert_scaled(table, mean: float, std: float, rows: int) -> None:
 
 def test_pinned_snapshot_then_incremental_range_applies_the_first_state(airflow_db, ray_head, iceberg):
     iceberg.catalog.create_namespace_if_not_exists("db")
-    raw = iceberg.catalog.create_table("db.raw", schema=RAW)
-    raw.append(_batch(0, 100))
+    raw = iceberg.catalog.create_table("db.raw", schema=RAW_FEATURES)
+    raw.append(raw_feature_batch(0, 100))
     first = raw.metadata.current_snapshot_id
-    raw.append(_batch(100, 50))
+    raw.append(raw_feature_batch(100, 50))
     second = raw.metadata.current_snapshot_id
 
     result = _run(DAG, 1, [{"table": "db.raw", "snapshot_id": first}])
@@ -238,10 +226,10 @@ def test_second_increment_uses_the_first_state_unseen_categories_null_and_consta
 
 def test_refit_rewrites_the_whole_table_once_with_the_next_version(airflow_db, ray_head, iceberg):
     iceberg.catalog.create_namespace_if_not_exists("db")
-    raw = iceberg.catalog.create_table("db.raw", schema=RAW)
-    raw.append(_batch(0, 100))
+    raw = iceberg.catalog.create_table("db.raw", schema=RAW_FEATURES)
+    raw.append(raw_feature_batch(0, 100))
     first = raw.metadata.current_snapshot_id
-    raw.append(_batch(100, 50))
+    raw.append(raw_feature_batch(100, 50))
     second = raw.metadata.current_snapshot_id
     increment = [{"table": "db.raw", "from_snapshot_id": first, "to_snapshot_id": second}]
     _run(DAG, 20, [{"table": "db.raw", "snapshot_id": first}])
@@ -283,10 +271,10 @@ def test_refit_rewrites_the_whole_table_once_with_the_next_version(airflow_db, r
 
 def test_state_version_in_the_lineage_and_a_rolled_back_refit_does_not_count(airflow_db, ray_head, iceberg):
     iceberg.catalog.create_namespace_if_not_exists("db")
-    raw = iceberg.catalog.create_table("db.raw", schema=RAW)
-    raw.append(_batch(0, 100))
+    raw = iceberg.catalog.create_table("db.raw", schema=RAW_FEATURES)
+    raw.append(raw_feature_batch(0, 100))
     first = raw.metadata.current_snapshot_id
-    raw.append(_batch(100, 50))
+    raw.append(raw_feature_batch(100, 50))
     second = raw.metadata.current_snapshot_id
     increment = [{"table": "db.raw", "from_snapshot_id": first, "to_snapshot_id": second}]
     r1 = _run(DAG, 25, [{"table": "db.raw", "snapshot_id": first}])

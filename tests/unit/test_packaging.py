@@ -73,20 +73,24 @@ def test_airflow_side_modules_import_no_heavy_packages():
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
+def imported_names(path: Path) -> list[str]:
+    """Every module a file imports, wherever the import stands (module level or in a function)."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+    return names
+
+
 def test_ray_side_job_code_never_imports_airflow():
     for path in (REPO / "ray_operators" / "jobs").rglob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for name in names:
-                assert not name.startswith("airflow"), f"{path}: imports {name}"
-                # Ray-side code may share only modules that are themselves Airflow-free.
-                if name.startswith("ray_operators") and not name.startswith(SHARED_WITH_RAY):
-                    raise AssertionError(f"{path}: imports {name} from the Airflow side")
+        for name in imported_names(path):
+            assert not name.startswith("airflow"), f"{path}: imports {name}"
+            # Ray-side code may share only modules that are themselves Airflow-free.
+            if name.startswith("ray_operators") and not name.startswith(SHARED_WITH_RAY):
+                raise AssertionError(f"{path}: imports {name} from the Airflow side")
 
 
 #: What Ray-side code may import from this package: itself, the contract, the snapshot lineage.
@@ -99,16 +103,10 @@ def test_the_contract_and_snapshot_lineage_import_neither_airflow_nor_ray():
         REPO / "ray_operators" / "iceberg_snapshots.py",
     ]
     for path in shared:
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for name in names:
-                root = name.split(".")[0]
-                assert root not in ("airflow", "ray"), f"{path}: imports {name}"
-                if name.startswith("ray_operators"):
-                    assert name.startswith(("ray_operators.contract", "ray_operators.iceberg_snapshots")), (
-                        f"{path}: the shared contract imports {name}"
-                    )
+        for name in imported_names(path):
+            root = name.split(".")[0]
+            assert root not in ("airflow", "ray"), f"{path}: imports {name}"
+            if name.startswith("ray_operators"):
+                assert name.startswith(("ray_operators.contract", "ray_operators.iceberg_snapshots")), (
+                    f"{path}: the shared contract imports {name}"
+                )

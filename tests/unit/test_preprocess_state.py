@@ -267,14 +267,19 @@ def test_current_state_is_the_newest_on_the_branch_and_a_rollback_takes_it_back(
     table = catalog.create_table("db.features", schema=schema)
     spec = _spec(tmp_path)
     root = pp.state_root(spec, table)
-    assert root == f"{table.metadata.location}/{pp.STATE_DIR}"
-    # Before the table exists: under the warehouse, by namespace and name.
-    assert (
-        pp.state_root(_spec(tmp_path, "db.other")) == f"file://{tmp_path}/warehouse/db/other/{pp.STATE_DIR}"
-    )
-    assert pp.current_state(table) is None
+    # Under the warehouse, by namespace and name: the same place before and after the table
+    # exists, so concurrent first runs find each other's version 1.
+    assert root == pp.state_root(spec) == f"file://{tmp_path}/warehouse/db/features/{pp.STATE_DIR}"
+    # A catalog whose warehouse is a name (REST): the table's location; no table, no place.
+    named = StageSpec(**{**spec.__dict__, "catalog_properties": {"type": "rest", "warehouse": "lakehouse"}})
+    assert pp.state_root(named, table) == f"{table.metadata.location}/{pp.STATE_DIR}"
+    with pytest.raises(StageError, match="'warehouse' \\('lakehouse'\\) is not a location"):
+        pp.state_root(named)
+    assert pp.current_state(table) is None and pp._first_version(spec, table) is None
 
     uri1, _ = pp.claim_version(root, 1, _state("a"))
+    # A concurrent first run finds v1 (fitted, not yet committed) and applies it, not its own fit.
+    assert pp._first_version(spec, None) == (uri1, pp.load_state(uri1))
     uri2, _ = pp.claim_version(root, 2, _state("b"))
     rows = pa.table({"x": [1.0]}, schema=schema)
     table.append(rows, snapshot_properties={PREPROCESS_STATE_URI: uri1, PREPROCESS_STATE_VERSION: "1"})
