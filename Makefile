@@ -22,10 +22,10 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 demo: install
-	$(PY) -m ray_operators.demo $(DEMO_ARGS)
+	$(PY) -m ray_operators.devstack.demo $(DEMO_ARGS)
 
 airflow: install
-	$(PY) -m ray_operators.airflow_local $(AIRFLOW_ARGS)
+	$(PY) -m ray_operators.devstack.airflow_local $(AIRFLOW_ARGS)
 
 airflow-env:
 	@cat .local/airflow.env

@@ -102,7 +102,7 @@ def main() -> None:
     from airflow.dag_processing.dagbag import DagBag
     from ray.job_submission import JobSubmissionClient
 
-    from ray_operators.embedded import LocalRayHead
+    from ray_operators.devstack.ray_cluster import LocalRayHead
 
     snapshot = make_input(root, args.rows)
     head = LocalRayHead(workdir=Path(HOME) / "ray").start()

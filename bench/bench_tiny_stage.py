@@ -44,7 +44,7 @@ def main() -> None:
 
     from ray_operators.contract.result import parse_result
     from ray_operators.contract.spec import StageSpec, TableInput
-    from ray_operators.embedded import LocalRayHead
+    from ray_operators.devstack.ray_cluster import LocalRayHead
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--reps", type=int, default=5)

@@ -57,7 +57,7 @@ def airflow_db() -> str:
 @pytest.fixture(scope="session")
 def ray_head(tmp_path_factory: pytest.TempPathFactory):
     """A real local Ray head with token auth, plus ``ray_default`` and ``ray_bad`` connections."""
-    from ray_operators.embedded import LocalRayHead
+    from ray_operators.devstack.ray_cluster import LocalRayHead
 
     head = LocalRayHead(workdir=tmp_path_factory.mktemp("ray-head"), num_cpus=2).start()
     os.environ.update(head.connection_env("ray_default"))
@@ -95,7 +95,7 @@ def postgres():
     """
     import importlib.util
 
-    from ray_operators.local_postgres import INSTALL_HINT, LocalPostgres, find_postgres_bin
+    from ray_operators.devstack.postgres import INSTALL_HINT, LocalPostgres, find_postgres_bin
 
     if find_postgres_bin() is None:
         pytest.skip(f"PostgreSQL server binaries not found: {INSTALL_HINT}")

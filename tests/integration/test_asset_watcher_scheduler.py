@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ray_operators.standalone import StandaloneAirflow
+from ray_operators.devstack.standalone import StandaloneAirflow
 from ray_operators.triggers.iceberg import cursor_key
 from tests.conftest import wait_for
 from tests.iceberg_helpers import connection_env

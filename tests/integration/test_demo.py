@@ -28,7 +28,7 @@ def _demo(state: Path, report: Path) -> tuple[dict, str]:
         [
             sys.executable,
             "-m",
-            "ray_operators.demo",
+            "ray_operators.devstack.demo",
             "--state-dir",
             str(state),
             "--rows",
@@ -140,7 +140,7 @@ def test_make_airflow_serves_the_ui_with_the_pipelines(tmp_path):
         [
             sys.executable,
             "-m",
-            "ray_operators.airflow_local",
+            "ray_operators.devstack.airflow_local",
             "--state-dir",
             str(state),
             "--check",

@@ -23,8 +23,8 @@ import pyarrow as pa
 import pytest
 
 from ray_operators.contract.lineage import INPUT_PREFIX, RUN_KEY
-from ray_operators.demo_data import generate_spark_logs
-from ray_operators.standalone import StandaloneAirflow
+from ray_operators.devstack.demo_data import generate_spark_logs
+from ray_operators.devstack.standalone import StandaloneAirflow
 from ray_operators.triggers.iceberg import cursor_key
 from tests.airflow_helpers import RUNNER
 from tests.conftest import wait_for

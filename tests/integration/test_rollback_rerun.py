@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from ray_operators.contract.lineage import INPUT_PREFIX, REPLACES_ROLLED_BACK, RUN_KEY
-from ray_operators.demo_data import generate_spark_logs
+from ray_operators.devstack.demo_data import generate_spark_logs
 from ray_operators.iceberg_snapshots import ancestors
 from tests.airflow_helpers import run_dag, xcoms
 from tests.iceberg_helpers import RAW_FEATURES, raw_feature_batch

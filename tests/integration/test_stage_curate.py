@@ -9,7 +9,7 @@ import pytest
 
 from ray_operators.contract.lineage import DAG_ID, RUN_KEY, SUBMISSION_ID
 from ray_operators.contract.spec import StageSpec
-from ray_operators.demo_data import generate_spark_logs
+from ray_operators.devstack.demo_data import generate_spark_logs
 from ray_operators.jobs.write import find_committed
 from tests.airflow_helpers import get_dag, jobs_of, xcoms
 

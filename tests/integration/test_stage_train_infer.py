@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from ray_operators.contract.lineage import INPUT_PREFIX
-from ray_operators.demo_data import generate_tabular
+from ray_operators.devstack.demo_data import generate_tabular
 from ray_operators.jobs.train import artifact_dir
 from tests.airflow_helpers import get_dag, xcoms
 from tests.iceberg_helpers import catalog_properties

@@ -110,3 +110,13 @@ def test_the_contract_and_snapshot_lineage_import_neither_airflow_nor_ray():
                 assert name.startswith(("ray_operators.contract", "ray_operators.iceberg_snapshots")), (
                     f"{path}: the shared contract imports {name}"
                 )
+
+
+def test_the_provider_never_imports_the_devstack():
+    """Local stacks are for demos and tests: a deployed provider must not depend on them."""
+    package = REPO / "ray_operators"
+    for path in package.rglob("*.py"):
+        if path.is_relative_to(package / "devstack"):
+            continue
+        for name in imported_names(path):
+            assert not name.startswith("ray_operators.devstack"), f"{path}: imports {name}"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ray_operators.contract.spec import StageError, StageSpec, TableInput
-from ray_operators.demo_data import MALFORMED, generate_spark_logs
+from ray_operators.devstack.demo_data import MALFORMED, generate_spark_logs
 from ray_operators.jobs.curate import parse_line
 
 

@@ -3,7 +3,7 @@
 Used by the asset-driven and backfill tests and by ``make airflow``: the real scheduler,
 dag-processor, triggerer and API server (LocalExecutor), started in their own process group and
 stopped by that pid. The metadata database is SQLite in the home by default, or PostgreSQL when
-given a ``database_url`` (the tests use :class:`ray_operators.local_postgres.LocalPostgres`):
+given a ``database_url`` (the tests use :class:`ray_operators.devstack.postgres.LocalPostgres`):
 SQLite takes one writer at a time, so CLI commands beside the scheduler may find it locked.
 """
 
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ray_operators.embedded import free_port
+from ray_operators.devstack.ray_cluster import free_port
 
 
 class StandaloneAirflow:

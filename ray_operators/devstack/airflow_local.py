@@ -21,7 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ray_operators.demo import generate_batch, prepare
+from ray_operators.devstack.demo import generate_batch, prepare
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         batch = generate_batch(root, args.rows)
         print(f"==> Raw batch {batch['batch']} generated under {root / 'raw'}", flush=True)
 
-    from ray_operators.embedded import LocalRayHead, free_port
-    from ray_operators.standalone import StandaloneAirflow
+    from ray_operators.devstack.ray_cluster import LocalRayHead, free_port
+    from ray_operators.devstack.standalone import StandaloneAirflow
 
     head = LocalRayHead(workdir=root / "ray").start()
     print(f"==> Ray head with token auth; dashboard {head.address}", flush=True)

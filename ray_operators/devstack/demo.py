@@ -64,7 +64,7 @@ def prepare(root: Path, project: Path) -> dict[str, str]:
 
 def generate_batch(root: Path, rows: int) -> dict[str, Any]:
     """The next raw batch: Spark-log folders and one CSV of samples with a few malformed rows."""
-    from ray_operators.demo_data import generate_spark_logs, generate_tabular
+    from ray_operators.devstack.demo_data import generate_spark_logs, generate_tabular
 
     samples = root / "raw" / "samples"
     batch = len(list(samples.glob("batch-*.csv"))) + 1
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    from ray_operators.embedded import LocalRayHead
+    from ray_operators.devstack.ray_cluster import LocalRayHead
 
     print("==> Starting an embedded Ray head (token auth on, dashboard on 127.0.0.1)", flush=True)
     head = LocalRayHead(workdir=root / "ray").start()
