@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         batch = generate_batch(root, args.rows)
         print(f"==> Raw batch {batch['batch']} generated under {root / 'raw'}", flush=True)
 
-    from ray_operators.devstack.ray_cluster import LocalRayHead, free_port
+    from ray_operators.devstack.ports import free_port
+    from ray_operators.devstack.ray_cluster import LocalRayHead
     from ray_operators.devstack.standalone import StandaloneAirflow
 
     head = LocalRayHead(workdir=root / "ray").start()

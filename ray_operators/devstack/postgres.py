@@ -157,7 +157,7 @@ class LocalPostgres:
                 os.chown(path, account.pw_uid, account.pw_gid)
             os.chmod(self.workdir, 0o700)
 
-        from ray_operators.devstack.ray_cluster import free_port  # standard library only, like this module
+        from ray_operators.devstack.ports import free_port  # standard library only, like this module
 
         self.port = self.port or free_port()
         try:

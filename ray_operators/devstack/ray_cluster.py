@@ -1,8 +1,14 @@
-"""An embedded local Ray head for the demo, the tests and the benchmarks.
+"""A local Ray cluster for the demo, the tests and the benchmarks: a head, and worker nodes.
 
-It starts ``ray start --head --block`` in its own process group on free loopback ports, with
-token auth on (a fresh token in a private file), and stops it by that pid. It never touches
-``~/.ray`` and never runs ``ray stop`` (which would stop every Ray cluster on the machine).
+Each node is ``ray start --block`` in its own process group on free loopback ports, with its own
+temp dir and token auth on (a fresh token in a private file), stopped by that pid. It never
+touches ``~/.ray`` and never runs ``ray stop`` (which would stop every Ray cluster on the machine).
+
+The production shape (:mod:`ray_operators.devstack.stack`) runs a head with no CPUs for tasks, as
+KubeRay recommends, and a worker node that carries the CPUs and a custom resource: every Ray Data
+and Ray Train task runs on the worker node, the job drivers on the head. A node's secrets (S3 keys,
+the catalog credential) come from its own environment (``env``), as a real node's come from its
+instance role or a secret, never from the jobs.
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,12 +27,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from ray_operators.devstack.ports import free_ports
 
 
 class LocalRayHead:
@@ -38,6 +38,9 @@ class LocalRayHead:
     :param num_cpus: CPUs the node offers to tasks.
     :param object_store_memory: bytes of shared memory for Ray's object store.
     :param python_bin: folder whose ``python`` the job drivers run (default: this interpreter's).
+    :param resources: custom resources the node offers (``{"lakehouse_worker": 100}``).
+    :param env: environment for the node's processes on top of this one's (its secrets).
+    :param token: the cluster's auth token (default: a fresh random one).
     """
 
     def __init__(
@@ -48,14 +51,20 @@ class LocalRayHead:
         object_store_memory: int = 1_500_000_000,
         python_bin: str | os.PathLike[str] | None = None,
         startup_timeout: float = 90.0,
+        resources: dict[str, float] | None = None,
+        env: dict[str, str] | None = None,
+        token: str | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.num_cpus = num_cpus
         self.object_store_memory = object_store_memory
         self.python_bin = Path(python_bin) if python_bin else Path(sys.executable).parent
         self.startup_timeout = startup_timeout
-        self.token = secrets.token_hex(24)
+        self.resources = dict(resources or {})
+        self.env = dict(env or {})
+        self.token = token or secrets.token_hex(24)
         self.dashboard_port = 0
+        self.gcs_port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._temp_dir: str | None = None
 
@@ -63,6 +72,11 @@ class LocalRayHead:
     def address(self) -> str:
         """The Jobs API (dashboard) address."""
         return f"http://127.0.0.1:{self.dashboard_port}"
+
+    @property
+    def gcs_address(self) -> str:
+        """Where worker nodes join (``ray start --address``)."""
+        return f"127.0.0.1:{self.gcs_port}"
 
     @property
     def token_path(self) -> Path:
@@ -93,43 +107,15 @@ class LocalRayHead:
         self.token_path.chmod(0o600)
         # Ray's unix sockets live under the temp dir, whose path must stay short.
         self._temp_dir = tempfile.mkdtemp(prefix="rayh")
-        self.dashboard_port = free_port()
-        env = dict(os.environ)
-        env.update(
-            {
-                "RAY_AUTH_MODE": "token",
-                "RAY_AUTH_TOKEN_PATH": str(self.token_path),
-                # The job driver runs the first `python` on PATH: make it ours.
-                "PATH": f"{self.python_bin}{os.pathsep}{env.get('PATH', '')}",
-                "RAY_USAGE_STATS_ENABLED": "0",
-            }
-        )
-        env.pop("RAY_ADDRESS", None)
+        self.dashboard_port, self.gcs_port, client_port = free_ports(3)
         command = [
-            str(self.python_bin / "ray"),
-            "start",
             "--head",
-            "--block",
-            f"--num-cpus={self.num_cpus}",
-            "--num-gpus=0",
-            f"--object-store-memory={self.object_store_memory}",
-            "--node-ip-address=127.0.0.1",
-            f"--port={free_port()}",
+            f"--port={self.gcs_port}",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={self.dashboard_port}",
-            f"--ray-client-server-port={free_port()}",
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}",
-            f"--metrics-export-port={free_port()}",
-            f"--temp-dir={self._temp_dir}",
-            "--disable-usage-stats",
+            f"--ray-client-server-port={client_port}",
         ]
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
+        self.process = _start_node(self, command, taken=(self.dashboard_port, self.gcs_port, client_port))
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -154,23 +140,8 @@ class LocalRayHead:
 
     def stop(self, grace: float = 20.0) -> None:
         """Stop the head by its pid: SIGTERM (Ray drains), then SIGKILL its process group."""
-        process, self.process = self.process, None
-        if process is not None:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=grace)
-                except subprocess.TimeoutExpired:
-                    pass
-            # Whatever the head left in its own process group (workers, agents) goes too.
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+        _stop_node(self.process, grace)
+        self.process = None
         if self._temp_dir:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             self._temp_dir = None
@@ -180,3 +151,158 @@ class LocalRayHead:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class LocalRayWorker:
+    """A worker node joined to a :class:`LocalRayHead` (``ray start --address``), with its own
+    temp dir, the head's token, and custom resources to schedule work onto it.
+
+    :param head: the running head to join.
+    :param workdir: folder for the node's log (created if missing).
+    :param num_cpus: CPUs the node offers to tasks.
+    :param resources: custom resources (``{"lakehouse_worker": 100}``).
+    :param env: environment for the node's processes on top of this one's (its secrets).
+    """
+
+    def __init__(
+        self,
+        head: LocalRayHead,
+        *,
+        workdir: str | os.PathLike[str],
+        num_cpus: int = 2,
+        object_store_memory: int = 1_000_000_000,
+        resources: dict[str, float] | None = None,
+        env: dict[str, str] | None = None,
+        startup_timeout: float = 90.0,
+    ) -> None:
+        self.head = head
+        self.workdir = Path(workdir)
+        self.num_cpus = num_cpus
+        self.object_store_memory = object_store_memory
+        self.resources = dict(resources or {})
+        self.env = dict(env or {})
+        self.startup_timeout = startup_timeout
+        self.python_bin = head.python_bin
+        self.token_path = head.token_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self._temp_dir: str | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "ray-worker.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def start(self) -> LocalRayWorker:
+        """Join the head and wait until the cluster lists this node's resources."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._temp_dir = tempfile.mkdtemp(prefix="rayw")
+        before = max(self._alive_nodes(), 1)  # the head, at least (its summary may lag)
+        self.process = _start_node(self, [f"--address={self.head.gcs_address}"])
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                self.stop()
+                raise RuntimeError(f"ray start (worker) exited with {code}; see {self.log_path}")
+            if self._alive_nodes() > before:
+                return self
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"Ray worker did not join in {self.startup_timeout}s; see {self.log_path}")
+
+    def _alive_nodes(self) -> int:
+        request = urllib.request.Request(
+            f"{self.head.address}/nodes?view=summary",
+            headers={"Authorization": f"Bearer {self.head.token}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                summary = json.load(response)["data"]["summary"]
+        except (urllib.error.URLError, OSError, KeyError, ValueError):
+            return 0
+        return sum(1 for node in summary if node.get("raylet", {}).get("state") == "ALIVE")
+
+    def kill(self) -> None:
+        """Kill the node at once (SIGKILL to its process group): a node lost mid-job."""
+        _stop_node(self.process, grace=0)
+        self.process = None
+
+    def stop(self, grace: float = 20.0) -> None:
+        _stop_node(self.process, grace)
+        self.process = None
+        if self._temp_dir:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None
+
+    def __enter__(self) -> LocalRayWorker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _start_node(
+    node: LocalRayHead | LocalRayWorker, role_args: list[str], taken: tuple[int, ...] = ()
+) -> subprocess.Popen[bytes]:
+    """``ray start --block`` for a head or a worker node, in a process group of its own, on ports
+    picked together (distinct from each other and from ``taken``)."""
+    ports = [p for p in free_ports(4 + len(taken)) if p not in taken][:4]
+    env = dict(os.environ)
+    env.update(
+        {
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(node.token_path),
+            # The job driver runs the first `python` on PATH: make it ours.
+            "PATH": f"{node.python_bin}{os.pathsep}{env.get('PATH', '')}",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            **node.env,
+        }
+    )
+    env.pop("RAY_ADDRESS", None)
+    command = [
+        str(node.python_bin / "ray"),
+        "start",
+        *role_args,
+        "--block",
+        f"--num-cpus={node.num_cpus}",
+        "--num-gpus=0",
+        f"--object-store-memory={node.object_store_memory}",
+        "--node-ip-address=127.0.0.1",
+        f"--dashboard-agent-listen-port={ports[0]}",
+        f"--dashboard-agent-grpc-port={ports[1]}",
+        f"--runtime-env-agent-port={ports[2]}",
+        f"--metrics-export-port={ports[3]}",
+        f"--temp-dir={node._temp_dir}",
+        "--disable-usage-stats",
+    ]
+    if node.resources:
+        command.append(f"--resources={json.dumps(node.resources)}")
+    with node.log_path.open("ab") as log:
+        # Its own folder as cwd: job drivers must not import this checkout from the cwd (on a real
+        # cluster there is none; the job's runtime_env brings the package).
+        return subprocess.Popen(
+            command, cwd=node.workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _stop_node(process: subprocess.Popen[bytes] | None, grace: float) -> None:
+    """SIGTERM (Ray drains) then SIGKILL the node's process group (its workers and agents)."""
+    if process is None:
+        return
+    if process.poll() is None and grace > 0:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ray_operators.devstack.ray_cluster import free_port
+from ray_operators.devstack.ports import free_ports
 
 
 class StandaloneAirflow:
@@ -66,7 +66,10 @@ class StandaloneAirflow:
         return f"http://127.0.0.1:{self.port}"
 
     def environment(self) -> dict[str, str]:
-        self.port = self.port or free_port()
+        # All ports picked in one go, so they are distinct (from a port given by the caller too).
+        picked = [p for p in free_ports(5) if p != self.port]
+        self.port = self.port or picked.pop()
+        worker_log, trigger_log, health = picked[:3]
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
         env.update(
             {
@@ -79,9 +82,9 @@ class StandaloneAirflow:
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
-                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-                "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_log),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_log),
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(health),
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",

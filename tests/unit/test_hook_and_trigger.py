@@ -112,7 +112,7 @@ def test_auth_failures_say_what_is_wrong(fake, status, words):
 
 
 def test_unreachable_cluster_is_a_clear_error(monkeypatch):
-    from ray_operators.devstack.ray_cluster import free_port
+    from ray_operators.devstack.ports import free_port
 
     _conn(monkeypatch, "gone_ray", host="127.0.0.1", port=free_port(), password=TOKEN)
     with pytest.raises(RayJobsError, match="Cannot reach the Ray Jobs API"):
