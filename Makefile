@@ -8,14 +8,14 @@ STAMP := $(VENV)/.installed
 # pip's notes about optional local mirrors are noise, not errors.
 PIP_QUIET := { grep -v -e 'is neither a file nor a directory' -e '^$$' || true; }
 
-.PHONY: install demo airflow airflow-env test lint format clean bench
+.PHONY: install demo demo-stack airflow airflow-env test lint format clean bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | $(PIP_QUIET)
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e ".[dev,train,spark]" 2>&1 | $(PIP_QUIET)
+	$(PY) -m pip install -q -e ".[dev,train,spark,stack]" 2>&1 | $(PIP_QUIET)
 	$(PY) -c "import airflow, ray, pyiceberg, ray_operators"
 	touch $(STAMP)
 
@@ -23,6 +23,10 @@ install: $(STAMP)
 
 demo: install
 	$(PY) -m ray_operators.devstack.demo $(DEMO_ARGS)
+
+# The same pipelines on the production shape: S3 + Iceberg REST catalog (SeaweedFS), two Ray nodes.
+demo-stack: install
+	$(PY) -m ray_operators.devstack.demo --stack production $(DEMO_ARGS)
 
 airflow: install
 	$(PY) -m ray_operators.devstack.airflow_local $(AIRFLOW_ARGS)

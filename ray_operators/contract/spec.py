@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,10 @@ from ray_operators.contract.lineage import (
     TASK_ID,
 )
 from ray_operators.contract.result import SUBMISSION_ID_ENV
+
+#: Catalog property (in the ``iceberg`` connection's extra) naming where stages keep files beside
+#: their tables: fitted states, models, Ray Train runs (see ``jobs/storage.py``).
+STORAGE_ROOT = "lakehouse.storage-root"
 
 #: Catalog property names that look like secrets never travel in a spec (the dashboard shows it).
 SECRET_MARKERS = (
@@ -48,6 +53,24 @@ def secret_problem(name: str, value: str) -> str | None:
     if parts.password:
         return f"catalog property {name!r} is a URI with a password in it"
     return None
+
+
+def catalog_env_properties(name: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Catalog properties a Ray node's environment supplies for catalog ``name``:
+    ``PYICEBERG_CATALOG__<NAME>__<KEY>`` (``ICEBERG_DEFAULT`` for the ``iceberg_default``
+    connection; in ``KEY``, ``__`` stands for ``.`` and ``_`` for ``-``: ``CREDENTIAL``,
+    ``S3__ACCESS_KEY_ID``).
+
+    pyiceberg reads the same variables, but turns the ``_`` of the catalog *name* into ``-`` too,
+    so a connection id like ``iceberg_default`` never matches; this lookup takes the name as it is.
+    """
+    prefix = f"PYICEBERG_CATALOG__{name.upper()}__"
+    env = os.environ if environ is None else environ
+    return {
+        key[len(prefix) :].lower().replace("__", ".").replace("_", "-"): value
+        for key, value in env.items()
+        if key.upper().startswith(prefix) and len(key) > len(prefix)
+    }
 
 
 class StageError(RuntimeError):
@@ -160,13 +183,19 @@ class StageSpec:
         return cls.from_json(json.loads(base64.urlsafe_b64decode(text.encode())))
 
     def catalog_kwargs(self) -> dict[str, str]:
+        """What Ray's Iceberg source and sink load the catalog with (on this node, and inside
+        the cluster's tasks): the spec's properties plus the node's own secrets."""
         # Table identity in a SqlCatalog includes the catalog name: pass it explicitly, always.
-        return {"name": self.catalog_name, **self.catalog_properties}
+        env = catalog_env_properties(self.catalog_name)
+        return {"name": self.catalog_name, **env, **self.catalog_properties}
 
     def load_catalog(self):
+        """The catalog, with the secrets the node's own environment supplies
+        (:func:`catalog_env_properties`) under the spec's properties."""
         from pyiceberg.catalog import load_catalog
 
-        return load_catalog(self.catalog_name, **self.catalog_properties)
+        props = {**catalog_env_properties(self.catalog_name), **self.catalog_properties}
+        return load_catalog(self.catalog_name, **props)
 
     def lineage_properties(self) -> dict[str, str]:
         props = {

@@ -16,6 +16,11 @@ on a sqlite file with a local warehouse, and the raw data. Each run:
 
 Run it again: the next batch is added, and the report shows that only the new snapshots were read.
 ``--rows`` scales the data up.
+
+``--stack production`` (``make demo-stack``) runs the same pipelines on the production shape
+(:mod:`ray_operators.devstack.stack`): raw data uploaded to ``s3://raw``, tables in an Iceberg
+REST catalog on S3 (SeaweedFS), and a Ray head plus a worker node that runs every task. The
+report then shows ``s3://`` locations and the Ray node each stage ran on.
 """
 
 from __future__ import annotations
@@ -31,6 +36,15 @@ from typing import Any
 
 CONN_ICEBERG = "iceberg_default"
 PIPELINES = ("spark_logs", "curate_samples", "lakehouse")
+TABLES = (
+    "logs.spark",
+    "logs.spark_quarantine",
+    "curated.samples",
+    "curated.samples_quarantine",
+    "features.samples",
+    "ml.models",
+    "ml.predictions",
+)
 MALFORMED_EVERY = 97  # one malformed CSV row in this many
 
 
@@ -53,10 +67,13 @@ def environment(root: Path, project: Path) -> dict[str, str]:
     }
 
 
-def prepare(root: Path, project: Path) -> dict[str, str]:
+def prepare(root: Path, project: Path, stack: Any = None) -> dict[str, str]:
+    """Folders and environment; with a started production ``stack``, its connections and raw root."""
     for sub in ("airflow", "lakehouse/warehouse", "raw/spark-logs", "raw/samples"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     env = environment(root, project)
+    if stack is not None:
+        env.update(stack.airflow_env())
     os.environ.update(env)
     os.environ.pop("RAY_ADDRESS", None)
     return env
@@ -95,13 +112,47 @@ def main(argv: list[str] | None = None) -> int:
         "--state-dir", type=Path, default=None, help="runtime state (default: PROJECT/.local)"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
+    parser.add_argument(
+        "--export",
+        type=Path,
+        default=None,
+        help="also write every table's rows as <DIR>/<table>.parquet (to compare two runs)",
+    )
+    parser.add_argument(
+        "--stack",
+        choices=("embedded", "production"),
+        default="embedded",
+        help="embedded: one Ray head, SqlCatalog, local files; production: S3 + REST catalog, two Ray nodes",
+    )
     args = parser.parse_args(argv)
 
     project = args.project_dir.resolve()
-    root = (args.state_dir or project / ".local").resolve()
-    prepare(root, project)
+    default_state = project / ".local" / ("stack" if args.stack == "production" else "")
+    root = (args.state_dir or default_state).resolve()
     started = time.monotonic()
-    print(f"==> State in {root} (Airflow home, SQLite catalog + warehouse, raw data)", flush=True)
+    stack = None
+    if args.stack == "production":
+        from ray_operators.devstack.stack import ProductionStack
+
+        print("==> Starting the production shape: SeaweedFS (S3 + Iceberg REST catalog), Ray head + worker")
+        stack = ProductionStack(root / "stack").start()
+        print(
+            f"    S3 {stack.storage.s3_endpoint}, REST catalog {stack.storage.catalog_uri}, "
+            f"Ray dashboard {stack.head.address}, worker node pid {stack.worker.pid}",
+            flush=True,
+        )
+    try:
+        return _demo(args, project, root, started, stack)
+    finally:
+        if stack is not None:
+            print("==> Stopping the production stack (Ray worker, Ray head, SeaweedFS)", flush=True)
+            stack.stop()
+
+
+def _demo(args: argparse.Namespace, project: Path, root: Path, started: float, stack: Any) -> int:
+    prepare(root, project, stack)
+    where = "REST catalog on S3, raw data in s3://raw" if stack else "SQLite catalog + warehouse, raw data"
+    print(f"==> State in {root} (Airflow home, {where})", flush=True)
     subprocess.run(
         [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
         check=True,
@@ -109,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         env=os.environ.copy(),
     )
     batch = generate_batch(root, args.rows)
+    if stack is not None:
+        uploaded = stack.upload(root / "raw", "")
+        print(f"==> Uploaded {len(uploaded)} raw files to {stack.raw_root}", flush=True)
     print(
         f"==> Raw batch {batch['batch']}: {len(batch['logs']['folders'])} Spark-log folders "
         f"({batch['logs']['bad_total']} malformed lines), {batch['samples_rows']} samples in "
@@ -118,25 +172,40 @@ def main(argv: list[str] | None = None) -> int:
 
     from ray_operators.devstack.ray_cluster import LocalRayHead
 
-    print("==> Starting an embedded Ray head (token auth on, dashboard on 127.0.0.1)", flush=True)
-    head = LocalRayHead(workdir=root / "ray").start()
-    print(f"    Ray dashboard: {head.address}", flush=True)
+    head = None
+    if stack is None:
+        print("==> Starting an embedded Ray head (token auth on, dashboard on 127.0.0.1)", flush=True)
+        head = LocalRayHead(workdir=root / "ray").start()
+        print(f"    Ray dashboard: {head.address}", flush=True)
+        os.environ.update(head.connection_env("ray_default"))
     runs = []
     try:
-        os.environ.update(head.connection_env("ray_default"))
         bag = _dagbag(project / "dags")
         for dag_id in PIPELINES:
             runs.append(_run(bag, dag_id))
             if runs[-1]["state"] != "success":
                 break
+        ray_jobs = _ray_jobs()
     finally:
-        print("==> Stopping the Ray head", flush=True)
-        head.stop()
+        if head is not None:
+            print("==> Stopping the Ray head", flush=True)
+            head.stop()
     report = build_report(runs, batch, time.monotonic() - started)
+    report["ray_jobs"] = ray_jobs
+    if args.export:
+        export_tables(args.export)
     print(format_report(report), flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))
     return 0 if all(r["state"] == "success" for r in runs) and len(runs) == len(PIPELINES) else 1
+
+
+def _ray_jobs() -> list[dict[str, Any]]:
+    """The cluster's job list as the Ray dashboard shows it (what anyone with dashboard access sees)."""
+    from ray_operators.hooks.ray import RayJobsHook
+
+    keep = ("submission_id", "status", "entrypoint", "runtime_env", "metadata")
+    return [{k: job.get(k) for k in keep} for job in RayJobsHook("ray_default").list_jobs()]
 
 
 def _dagbag(folder: Path):
@@ -218,12 +287,20 @@ def build_report(runs: list[dict[str, Any]], batch: dict[str, Any], seconds: flo
                     if result.get("model_name")
                     else None,
                     "incremental_files": result.get("incremental_files"),
+                    "ray": result.get("ray"),
+                    "artifact_uri": result.get("artifact_uri"),
                 }
             )
 
     def table_rows(name: str) -> int | None:
         try:
             return len(catalog.load_table(name).scan().to_arrow())
+        except Exception:
+            return None
+
+    def location(name: str) -> str | None:
+        try:
+            return catalog.load_table(name).location()
         except Exception:
             return None
 
@@ -262,19 +339,22 @@ def build_report(runs: list[dict[str, Any]], batch: dict[str, Any], seconds: flo
         "runs": [{k: r[k] for k in ("dag_id", "run_id", "state", "seconds")} for r in runs],
         "stages": stages,
         "lineage": lineage,
-        "tables": {
-            name: table_rows(name)
-            for name in (
-                "logs.spark",
-                "logs.spark_quarantine",
-                "curated.samples",
-                "curated.samples_quarantine",
-                "features.samples",
-                "ml.models",
-                "ml.predictions",
-            )
-        },
+        "tables": {name: table_rows(name) for name in TABLES},
+        "locations": {name: location(name) for name in TABLES},
     }
+
+
+def export_tables(folder: Path) -> None:
+    """Every demo table's current rows, as ``<folder>/<table>.parquet``."""
+    import pyarrow.parquet as pq
+
+    from ray_operators.hooks.iceberg import build_catalog
+
+    catalog = build_catalog(CONN_ICEBERG)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in TABLES:
+        if catalog.table_exists(name):
+            pq.write_table(catalog.load_table(name).scan().to_arrow(), folder / f"{name}.parquet")
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -301,12 +381,20 @@ def format_report(report: dict[str, Any]) -> str:
             out.append(
                 f"  {'':<28} read only the data files the new snapshots added: {s['incremental_files']}"
             )
+        if s.get("ray"):
+            tasks = ", ".join(f"{node} ({n})" for node, n in s["ray"]["task_nodes"].items()) or "-"
+            out.append(
+                f"  {'':<28} ran on: driver {s['ray']['driver_node']}; tasks {tasks}; "
+                f"package from {s['ray']['package']}"
+            )
         if s.get("metrics"):
             m = s["metrics"]
             out.append(
                 f"  {'':<28} model {s['model']}: holdout accuracy {m.get('holdout_accuracy', 0):.3f} "
                 f"on {int(m.get('holdout_rows', 0))} rows, final loss {m.get('loss', float('nan')):.4f}"
             )
+            if s.get("artifact_uri"):
+                out.append(f"  {'':<28} artifact {s['artifact_uri']}")
     out.append("")
     out.append("  lineage (newest first: each snapshot, the run that wrote it, and what it read)")
     for hop in report["lineage"]:
@@ -317,6 +405,8 @@ def format_report(report: dict[str, Any]) -> str:
         out.append(f"        <- {inputs}")
     out.append("")
     out.append("  table rows now: " + ", ".join(f"{k} {_n(v)}" for k, v in report["tables"].items()))
+    if any(report.get("locations", {}).values()):
+        out.append("  table locations: " + ", ".join(f"{k} {v}" for k, v in report["locations"].items() if v))
     return "\n".join(out)
 
 

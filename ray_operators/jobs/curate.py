@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any
 
 from ray_operators.contract.lineage import RUN_KEY
@@ -114,11 +114,14 @@ def parse_line(line: str) -> tuple[dict[str, Any] | None, str | None]:
     }, None
 
 
-def parse_file(item: dict[str, Any]) -> list[dict[str, Any]]:
-    """flat_map UDF: one log file -> one record per non-empty line, parsed or with its reason."""
+def parse_file(item: dict[str, Any], properties: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """flat_map UDF: one log file -> one record per non-empty line, parsed or with its reason.
+    ``properties``: the catalog's, for opening ``s3://`` raw files like its data files."""
+    from ray_operators.jobs import storage
+
     path = item["path"]
     out = []
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    with storage.open_text(path, properties) as handle:
         for number, text in enumerate(handle, start=1):
             text = text.rstrip("\n")
             if not text.strip():
@@ -129,7 +132,7 @@ def parse_file(item: dict[str, Any]) -> list[dict[str, Any]]:
                     "row": json.dumps(row, default=str) if row else None,
                     "reason": reason,
                     "path": path,
-                    "unit": item.get("unit") or Path(path).parent.name,
+                    "unit": item.get("unit") or PurePosixPath(path).parent.name,
                     "line_number": number,
                     "raw": text[:10_000],
                 }
@@ -137,9 +140,27 @@ def parse_file(item: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def discover(raw_root: str, done: set[str]) -> list[Path]:
-    root = Path(raw_root.removeprefix("file://"))
-    return sorted(p for p in root.glob("spark-*") if p.is_dir() and p.name not in done)
+def discover(raw_root: str, properties: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """The Spark-log units under a raw root (local path, ``file://`` or ``s3://``): each
+    ``spark-*`` folder and its ``*.log`` files, sorted."""
+    import pyarrow.fs as pafs
+
+    from ray_operators.jobs import storage
+
+    storage.check_readable(raw_root, properties)
+    _, root_path = storage.filesystem(raw_root, properties)
+    found: dict[str, list[str]] = {}
+    for folder in storage.listing(raw_root, properties):
+        name = folder.path.rstrip("/").rpartition("/")[2]
+        if folder.type != pafs.FileType.Directory or not name.startswith("spark-"):
+            continue
+        folder_uri = storage.uri_of(raw_root, root_path, folder.path)
+        found[name] = [
+            storage.uri_of(raw_root, root_path, f.path)
+            for f in storage.listing(folder_uri, properties)
+            if f.type == pafs.FileType.File and f.path.endswith(".log")
+        ]
+    return found
 
 
 def run(spec: StageSpec) -> dict[str, Any]:
@@ -155,12 +176,11 @@ def run(spec: StageSpec) -> dict[str, Any]:
         def units() -> dict[str, list[str]]:
             found: dict[str, list[str]] = {}
             for root in spec.raw_paths:
-                for folder in discover(root, set()):
-                    found[folder.name] = [str(p) for p in sorted(folder.glob("*.log"))]
+                found.update(discover(root, spec.catalog_properties))
             return found
 
         items = lambda unit, path: {"path": path, "unit": unit}  # noqa: E731
-        parse, typed = parse_file, _typed
+        parse, typed = partial(parse_file, properties=spec.catalog_properties), _typed
     else:
         from ray_operators.jobs import tabular
 
@@ -175,12 +195,13 @@ def run(spec: StageSpec) -> dict[str, Any]:
         def units() -> dict[str, list[str]]:
             found: dict[str, list[str]] = {}
             for root in spec.raw_paths:
-                found.update(tabular.discover(root, fmt, params.pattern))
+                found.update(tabular.discover(root, fmt, params.pattern, spec.catalog_properties))
             return found
 
         encoded = {"columns": json.dumps(columns), "required": json.dumps(required), "format": fmt}
         items = lambda unit, path: {"path": path, "unit": unit, **encoded}  # noqa: E731
-        parse, typed = tabular.parse_file, partial(tabular.typed, columns=columns)
+        parse = partial(tabular.parse_file, properties=spec.catalog_properties)
+        typed = partial(tabular.typed, columns=columns)
     return _curate(spec, good_schema, quarantine_schema, processing_schema, units, items, parse, typed)
 
 
@@ -314,7 +335,7 @@ class _TypedBatch:
 def _typed(record: dict[str, Any]) -> dict[str, Any]:
     row = json.loads(record["row"])
     row["timestamp"] = datetime.fromisoformat(row["timestamp"])
-    row["source_folder"] = Path(record["path"]).parent.name
+    row["source_folder"] = PurePosixPath(record["path"]).parent.name
     return row
 
 

@@ -33,6 +33,7 @@ class Predictor:
         classes: int,
         tag: dict[str, Any],
         carry: list[str] | None,
+        storage: dict[str, str] | None = None,
     ) -> None:
         import torch
 
@@ -43,7 +44,7 @@ class Predictor:
         self.carry = carry
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = build_model(len(features), hidden, classes)
-        self.model.load_state_dict(load_state(artifact_uri))
+        self.model.load_state_dict(load_state(artifact_uri, storage))
         self.model.to(self.device).eval()
 
     def __call__(self, batch: Any) -> Any:
@@ -100,7 +101,7 @@ def run(spec: StageSpec) -> dict[str, Any]:
                 f"apply_preprocess: model {model['model_name']} v{model['model_version']} was trained on "
                 "features no preprocess stage wrote (its registry row names no preprocessing state)"
             )
-        state = load_state(uri)
+        state = load_state(uri, spec.catalog_properties)
         ds = apply_state(ds, state)
     rows_in = ds.count()
     tag = {
@@ -117,6 +118,7 @@ def run(spec: StageSpec) -> dict[str, Any]:
             "classes": int(model["num_classes"]),
             "tag": tag,
             "carry": p.carry_columns,
+            "storage": dict(spec.catalog_properties),  # no secrets: the nodes bring their own keys
         },
         compute=ActorPoolStrategy(min_size=int(p.min_actors), max_size=int(p.max_actors)),
         num_gpus=float(p.num_gpus),

@@ -22,8 +22,8 @@ scaled alike and category codes never change between increments:
   input and stores it as a versioned JSON artifact (never a pickle) next to the output table:
   ``<warehouse>/<namespace>/<table>/preprocess_state/v<N>.json`` (beside the table's own folder,
   the same path whether or not the table exists yet; with a catalog whose ``warehouse`` is a name,
-  the table's ``metadata.location``), written with ``pyarrow.fs.FileSystem.from_uri`` (``file://``,
-  ``s3://``...). A version file is never overwritten: when ``vN`` exists and carries this run's run
+  the table's ``metadata.location``), written through :mod:`ray_operators.jobs.storage` (the
+  catalog's own file IO: ``file://``, or ``s3://`` with its endpoint and the node's keys). A version file is never overwritten: when ``vN`` exists and carries this run's run
   key (a retry), it is reused as it is; when it carries another run key, the state takes ``N+1``.
 - Concurrent first runs (a backfill's intervals start together) all apply one state: the version
   1 whichever claims it first; a run that finds v1 fitted but not yet committed applies it, and a
@@ -87,11 +87,13 @@ import importlib
 import inspect
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from ray_operators.contract.lineage import PREPROCESS_REFIT, PREPROCESS_STATE_URI, PREPROCESS_STATE_VERSION
 from ray_operators.contract.params import UNSEEN_CATEGORY_CODE, PreprocessParams
-from ray_operators.contract.spec import StageError, StageSpec, TableInput
+from ray_operators.contract.spec import STORAGE_ROOT, StageError, StageSpec, TableInput
+from ray_operators.jobs import storage
 from ray_operators.jobs.read import read_pinned
 from ray_operators.jobs.write import commit_exactly_once, ensure_table, find_committed
 
@@ -150,46 +152,32 @@ def apply_user_transforms(ds: Any, transforms: list[dict[str, Any]]) -> Any:
 
 def state_root(spec: StageSpec, table: Any | None = None) -> str:
     """The folder of the output table's state versions, the same for every run of the table
-    (concurrent first runs must find each other's version 1): ``<warehouse>/<namespace>/<table>/
-    preprocess_state`` when the catalog's ``warehouse`` is a location (``file://``, ``s3://``, a
-    path), else ``<table location>/preprocess_state`` (a REST catalog's ``warehouse`` is a name)."""
+    (concurrent first runs must find each other's version 1): ``<root>/<namespace>/<table>/
+    preprocess_state`` where ``root`` is the catalog's ``lakehouse.storage-root`` or its
+    ``warehouse`` when that is a location (``file://``, ``s3://``, a path), else
+    ``<table location>/preprocess_state`` (a REST catalog's ``warehouse`` may be a name)."""
+    root = storage.storage_root(spec, table)
     warehouse = str(spec.catalog_properties.get("warehouse") or "")
-    if "://" in warehouse or warehouse.startswith("/"):
-        parts = spec.output_table.split(".")
-        return f"{warehouse.rstrip('/')}/{'/'.join(parts)}/{STATE_DIR}"
-    if table is not None:
-        return f"{str(table.metadata.location).rstrip('/')}/{STATE_DIR}"
-    raise StageError(
-        f"{spec.output_table} does not exist yet and the catalog's 'warehouse' ({warehouse!r}) is not a "
-        "location: there is no place for the preprocessing state (create the table first)"
-    )
+    if spec.catalog_properties.get(STORAGE_ROOT) or storage.is_location(warehouse):
+        return storage.join(root, *spec.output_table.split("."), STATE_DIR)
+    return storage.join(root, STATE_DIR)
 
 
 def state_uri(root: str, version: int) -> str:
     return f"{root.rstrip('/')}/v{int(version)}.json"
 
 
-def _filesystem(uri: str) -> tuple[Any, str]:
-    import pyarrow.fs as pafs
-
-    return pafs.FileSystem.from_uri(uri)
-
-
-def _read_json(uri: str) -> dict[str, Any] | None:
+def _read_json(uri: str, properties: Mapping[str, str] | None = None) -> dict[str, Any] | None:
     """The JSON at ``uri``, or None when there is no such file."""
-    import pyarrow.fs as pafs
-
-    fs, path = _filesystem(uri)
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
-        return None
-    with fs.open_input_stream(path) as stream:
-        return json.loads(stream.read().decode())
+    data = storage.read_bytes(uri, properties)
+    return None if data is None else json.loads(data.decode())
 
 
-def load_state(uri: str) -> dict[str, Any]:
-    """The fitted state stored at ``uri`` (a ``v<N>.json`` written by this stage)."""
+def load_state(uri: str, properties: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The fitted state stored at ``uri`` (a ``v<N>.json`` written by this stage); ``properties``:
+    the catalog's (or a table's ``io.properties``), for ``s3://``."""
     try:
-        state = _read_json(uri)
+        state = _read_json(uri, properties)
     except (OSError, ValueError) as err:
         raise StageError(f"cannot read the preprocessing state {uri}: {err}") from None
     if state is None:
@@ -214,7 +202,7 @@ def state_ref(table: Any, branch: str = "main") -> tuple[str, int] | None:
 def current_state(table: Any, branch: str = "main") -> dict[str, Any] | None:
     """The output table's current fitted state (see :func:`state_ref`), or None when it has none."""
     ref = state_ref(table, branch)
-    return load_state(ref[0]) if ref is not None else None
+    return load_state(ref[0], table.io.properties) if ref is not None else None
 
 
 def state_by_version(table: Any, version: int) -> dict[str, Any]:
@@ -227,28 +215,24 @@ def state_by_version(table: Any, version: int) -> dict[str, Any]:
         if summary_value(snap, PREPROCESS_STATE_VERSION) == str(int(version)):
             uri = summary_value(snap, PREPROCESS_STATE_URI)
             if uri:
-                return load_state(uri)
-    return load_state(state_uri(f"{str(table.metadata.location).rstrip('/')}/{STATE_DIR}", version))
+                return load_state(uri, table.io.properties)
+    root = storage.join(str(table.metadata.location), STATE_DIR)
+    return load_state(state_uri(root, version), table.io.properties)
 
 
 def _first_version(spec: StageSpec, table: Any | None) -> tuple[str, dict[str, Any]] | None:
     """``(uri, state)`` of version 1 when some run has fitted it already, else None."""
     uri = state_uri(state_root(spec, table), 1)
     try:
-        found = _read_json(uri)
+        found = _read_json(uri, spec.catalog_properties)
     except (OSError, ValueError) as err:
         raise StageError(f"cannot read the preprocessing state {uri}: {err}") from None
-    return (uri, load_state(uri)) if found is not None else None
+    return (uri, load_state(uri, spec.catalog_properties)) if found is not None else None
 
 
-def _write_new(uri: str, text: str) -> None:
-    fs, path = _filesystem(uri)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as out:
-        out.write(text.encode())
-
-
-def claim_version(root: str, first: int, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def claim_version(
+    root: str, first: int, state: dict[str, Any], properties: Mapping[str, str] | None = None
+) -> tuple[str, dict[str, Any]]:
     """Store ``state`` as the first free version from ``first`` on; return ``(uri, stored state)``.
 
     A version file is never overwritten. One that carries the same ``run_key`` is this run's own
@@ -259,11 +243,11 @@ def claim_version(root: str, first: int, state: dict[str, Any]) -> tuple[str, di
     version = max(int(first), 1)
     for _ in range(1000):
         uri = state_uri(root, version)
-        found = _read_json(uri)
+        found = _read_json(uri, properties)
         if found is None:
             body = {**state, "version": version}
-            _write_new(uri, _dumps(body))
-            found = _read_json(uri)
+            storage.write_bytes(uri, _dumps(body).encode(), properties)
+            found = _read_json(uri, properties)
         if found is not None and found.get("run_key") == state["run_key"]:
             return uri, found
         version += 1
@@ -652,9 +636,9 @@ def run(spec: StageSpec) -> dict[str, Any]:
     state: dict[str, Any] | None = None
     uri: str | None = None
     if committed_uri:
-        uri, state = committed_uri, load_state(committed_uri)
+        uri, state = committed_uri, load_state(committed_uri, spec.catalog_properties)
     elif current is not None and not refit:
-        uri, state = current[0], load_state(current[0])
+        uri, state = current[0], load_state(current[0], spec.catalog_properties)
         check_state_matches(state, params, uri)
     elif not refit and (first_fit := _first_version(spec, out_table)) is not None:
         # No state on the branch yet, but a concurrent first run (a backfill's other intervals)
@@ -680,7 +664,7 @@ def run(spec: StageSpec) -> dict[str, Any]:
             "transforms": transforms,
         }
         first = (current[1] if current is not None else 0) + 1
-        uri, state = claim_version(state_root(spec, out_table), first, body)
+        uri, state = claim_version(state_root(spec, out_table), first, body, spec.catalog_properties)
         if not refit and int(state["version"]) != 1 and (first_fit := _first_version(spec, out_table)):
             # Lost the race for v1 to a concurrent first run: apply its state, not ours.
             uri, state = first_fit

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import json
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 TYPES = {
@@ -75,10 +74,31 @@ def arrow_schema(columns: dict[str, str]):
     return pa.schema([(name, kinds[kind]) for name, kind in columns.items()] + [("source_file", pa.string())])
 
 
-def discover(raw_root: str, fmt: str, pattern: str | None) -> dict[str, list[str]]:
-    root = Path(raw_root.removeprefix("file://"))
-    glob = pattern or ("**/*.jsonl" if fmt == "json" and not list(root.rglob("*.json")) else f"**/*.{fmt}")
-    return {str(p.relative_to(root)): [str(p)] for p in sorted(root.glob(glob)) if p.is_file()}
+def discover(
+    raw_root: str, fmt: str, pattern: str | None, properties: dict[str, str] | None = None
+) -> dict[str, list[str]]:
+    """The files under a raw root (local path, ``file://`` or ``s3://``) that match ``pattern``
+    (default ``**/*.<format>``; for json, ``**/*.jsonl`` when there is no ``*.json``), each its own
+    unit named by its path relative to the root."""
+    import pyarrow.fs as pafs
+
+    from ray_operators.jobs import storage
+
+    storage.check_readable(raw_root, properties)
+    _, root_path = storage.filesystem(raw_root, properties)
+    files = {}
+    for info in storage.listing(raw_root, properties, recursive=True):
+        if info.type == pafs.FileType.File:
+            files[info.path[len(root_path.rstrip("/")) :].lstrip("/")] = info.path
+    if pattern is None:
+        json_files = any(name.endswith(".json") for name in files)
+        pattern = "**/*.jsonl" if fmt == "json" and not json_files else f"**/*.{fmt}"
+    match = storage.glob_regex(pattern)
+    return {
+        relative: [storage.uri_of(raw_root, root_path, path)]
+        for relative, path in sorted(files.items())
+        if match.match(relative)
+    }
 
 
 def _convert(value: Any, kind: str) -> Any:
@@ -136,8 +156,11 @@ def convert(
     return row, None
 
 
-def parse_file(item: dict[str, Any]) -> list[dict[str, Any]]:
-    """flat_map UDF: one file -> one record per row, converted or with its reason."""
+def parse_file(item: dict[str, Any], properties: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """flat_map UDF: one file -> one record per row, converted or with its reason.
+    ``properties``: the catalog's, for opening ``s3://`` raw files like its data files."""
+    from ray_operators.jobs import storage
+
     path, fmt, unit = item["path"], item["format"], item["unit"]
     columns, required = json.loads(item["columns"]), json.loads(item["required"])
     out: list[dict[str, Any]] = []
@@ -160,12 +183,12 @@ def parse_file(item: dict[str, Any]) -> list[dict[str, Any]]:
 
     try:
         if fmt == "csv":
-            with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+            with storage.open_text(path, properties, newline="") as handle:
                 reader = csv.DictReader(handle)
                 for number, record in enumerate(reader, start=2):  # line 1 is the header
                     emit(number, record, ",".join("" if v is None else str(v) for v in record.values()))
         elif fmt == "json":
-            with open(path, encoding="utf-8", errors="replace") as handle:
+            with storage.open_text(path, properties) as handle:
                 for number, text in enumerate(handle, start=1):
                     if not text.strip():
                         continue
@@ -188,11 +211,14 @@ def parse_file(item: dict[str, Any]) -> list[dict[str, Any]]:
             import pyarrow.parquet as pq
 
             number = 0
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+            fs, fs_path = storage.filesystem(path, properties)
+            for batch in pq.ParquetFile(fs.open_input_file(fs_path)).iter_batches(batch_size=4096):
                 for record in batch.to_pylist():
                     number += 1
                     emit(number, record, json.dumps(record, default=str))
-    except Exception as err:  # an unreadable file is quarantined as a whole, never a crash
+    except OSError:
+        raise  # storage trouble (network, credentials) heals on a retry: never quarantine data for it
+    except Exception as err:  # an undecodable file is quarantined as a whole, never a crash
         out.append(
             {
                 "row": None,

@@ -29,6 +29,7 @@ from typing import Any
 
 from ray_operators.contract.lineage import MODEL, MODEL_URI, PREPROCESS_STATE_URI
 from ray_operators.contract.spec import StageError, StageSpec
+from ray_operators.jobs import storage
 from ray_operators.jobs.ingest import ingest_read_blocks
 from ray_operators.jobs.write import commit_rows_exactly_once, ensure_table, find_committed
 
@@ -95,6 +96,8 @@ def _train_loop(config: dict[str, Any]) -> dict[str, Any] | None:
 
     from ray_operators.jobs.ingest import iter_minibatches
 
+    # The same seed, the same initial weights: a run is reproducible on any cluster shape.
+    torch.manual_seed(config["seed"])
     model = ray.train.torch.prepare_model(
         build_model(len(config["features"]), config["hidden"], config["classes"])
     )
@@ -123,7 +126,7 @@ def _train_loop(config: dict[str, Any]) -> dict[str, Any] | None:
     if ray.train.get_context().get_world_rank() != 0:
         return None
     base = model.module if hasattr(model, "module") else model
-    _save_state(base.state_dict(), config["artifact_uri"])
+    _save_state(base.state_dict(), config["artifact_uri"], config["storage"])
     # Ray Train hands rank 0's return value back as Result.return_value: the metrics travel there.
     return {"epoch_losses": losses}
 
@@ -140,38 +143,26 @@ def artifact_dir(root: str, model_name: str, run_key: str) -> str:
     return f"{root.rstrip('/')}/{model_name}/runs/{slug}-{digest}"
 
 
-def _save_bytes(data: bytes, uri: str) -> None:
-    import pyarrow.fs as pafs
-
-    fs, path = pafs.FileSystem.from_uri(uri)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as out:
-        out.write(data)
-
-
-def _save_state(state: dict[str, Any], uri: str) -> None:
+def _save_state(state: dict[str, Any], uri: str, properties: dict[str, str] | None = None) -> None:
     import io
 
     import torch
 
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    _save_bytes(buffer.getvalue(), uri)
+    storage.write_bytes(uri, buffer.getvalue(), properties)
 
 
-def load_state(uri: str) -> dict[str, Any]:
+def load_state(uri: str, properties: dict[str, str] | None = None) -> dict[str, Any]:
+    """A saved model's state dict; ``properties``: the catalog's, for ``s3://`` artifacts."""
     import io
 
-    import pyarrow.fs as pafs
     import torch
 
-    fs, path = pafs.FileSystem.from_uri(uri)
-    with fs.open_input_stream(path) as stream:
-        return torch.load(io.BytesIO(stream.read()), map_location="cpu", weights_only=True)
-
-
-def warehouse_uri(spec: StageSpec) -> str:
-    return spec.catalog_properties.get("warehouse", "file:///tmp/warehouse").rstrip("/")
+    data = storage.read_bytes(uri, properties)
+    if data is None:
+        raise StageError(f"the model artifact {uri} does not exist")
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
 def _registered(spec: StageSpec, result: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
@@ -187,6 +178,7 @@ def _registered(spec: StageSpec, result: dict[str, Any], row: dict[str, Any]) ->
 
 def run(spec: StageSpec) -> dict[str, Any]:
     import numpy as np
+    import ray.data
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -220,14 +212,17 @@ def run(spec: StageSpec) -> dict[str, Any]:
         raise StageError(f"train stage params: {err}") from None
     if not item.columns:  # decode only what training uses (column pushdown into the scan)
         item = replace(item, columns=[*features, label])
+    # Rows in table order, whichever read task finishes first: the seeded holdout split and the
+    # training order then depend on the data alone, not on the cluster's timing or shape.
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
     ds, _ = read_pinned(spec, item, num_blocks=read_blocks)
     # Cached once in the object store; every epoch (and the holdout split) reads these blocks.
     ds = ds.select_columns([*features, label]).materialize()
     cached = {"rows": ds.count(), "blocks": ds.num_blocks(), "requested_blocks": read_blocks}
     print(f"training read of {item.table}@{item.snapshot_id}: {cached}", flush=True)
     train_ds, test_ds = ds.train_test_split(test_size=float(p.holdout), seed=int(p.seed))
-    warehouse = warehouse_uri(spec)
-    run_dir = artifact_dir(p.artifact_root or warehouse + "/models", name, spec.run_key)
+    root = storage.storage_root(spec, registry)
+    run_dir = artifact_dir(p.artifact_root or root + "/models", name, spec.run_key)
     artifact_uri = f"{run_dir}/model.pt"
     use_gpu = resolve_use_gpu(p.use_gpu)
     config = {
@@ -242,7 +237,13 @@ def run(spec: StageSpec) -> dict[str, Any]:
         "seed": int(p.seed),
         "lr": float(p.lr),
         "artifact_uri": artifact_uri,
+        "storage": dict(spec.catalog_properties),  # no secrets: the nodes bring their own keys
     }
+    # Shared storage (next to the tables), not a node-local temporary folder: on a multi-node
+    # cluster every worker and the driver must see the same run directory. The filesystem is the
+    # catalog's (its s3 endpoint and region; keys from the node's environment).
+    train_storage = p.storage_path or root + "/ray_train"
+    train_fs, train_path = storage.filesystem(train_storage, spec.catalog_properties)
     trainer = TorchTrainer(
         _train_loop,
         train_loop_config=config,
@@ -252,10 +253,8 @@ def run(spec: StageSpec) -> dict[str, Any]:
             resources_per_worker=p.resources_per_worker or None,
         ),
         datasets={"train": train_ds},
-        # Shared storage (the warehouse), not a node-local temporary folder: on a multi-node
-        # cluster every worker and the driver must see the same run directory.
         run_config=ray.train.RunConfig(
-            name=run_dir.rsplit("/", 1)[1], storage_path=p.storage_path or warehouse + "/ray_train"
+            name=run_dir.rsplit("/", 1)[1], storage_path=train_path, storage_filesystem=train_fs
         ),
     )
     fit = trainer.fit()
@@ -269,7 +268,7 @@ def run(spec: StageSpec) -> dict[str, Any]:
 
     # Held-out evaluation with the saved artifact: what inference will load.
     model = build_model(len(features), int(p.hidden), int(p.num_classes))
-    model.load_state_dict(load_state(artifact_uri))
+    model.load_state_dict(load_state(artifact_uri, spec.catalog_properties))
     model.eval()
     held = test_ds.to_pandas()
     import torch
