@@ -23,6 +23,9 @@ from ray_operators.contract.result import SUBMISSION_ID_ENV
 #: Catalog property (in the ``iceberg`` connection's extra) naming where stages keep files beside
 #: their tables: fitted states, models, Ray Train runs (see ``jobs/storage.py``).
 STORAGE_ROOT = "lakehouse.storage-root"
+#: Set by :meth:`StageSpec.storage_properties`: the catalog whose secrets a node's environment
+#: supplies (``PYICEBERG_CATALOG__<NAME>__*``) when it opens a file beside the tables.
+CATALOG_NAME = "lakehouse.catalog-name"
 
 #: Catalog property names that look like secrets never travel in a spec (the dashboard shows it).
 SECRET_MARKERS = (
@@ -188,6 +191,11 @@ class StageSpec:
         # Table identity in a SqlCatalog includes the catalog name: pass it explicitly, always.
         env = catalog_env_properties(self.catalog_name)
         return {"name": self.catalog_name, **env, **self.catalog_properties}
+
+    def storage_properties(self) -> dict[str, str]:
+        """What opens files beside the tables (``jobs/storage.py``): the catalog's properties and
+        its name, so the node that opens a file adds its own secrets for that catalog there."""
+        return {**self.catalog_properties, CATALOG_NAME: self.catalog_name}
 
     def load_catalog(self):
         """The catalog, with the secrets the node's own environment supplies

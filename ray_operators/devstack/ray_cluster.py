@@ -199,7 +199,7 @@ class LocalRayWorker:
         """Join the head and wait until the cluster lists this node's resources."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._temp_dir = tempfile.mkdtemp(prefix="rayw")
-        before = max(self._alive_nodes(), 1)  # the head, at least (its summary may lag)
+        before = self._alive_nodes()  # ids: a node killed just now may still be listed as alive
         self.process = _start_node(self, [f"--address={self.head.gcs_address}"])
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
@@ -207,13 +207,14 @@ class LocalRayWorker:
                 code = self.process.returncode
                 self.stop()
                 raise RuntimeError(f"ray start (worker) exited with {code}; see {self.log_path}")
-            if self._alive_nodes() > before:
+            if self._alive_nodes() - before:
                 return self
             time.sleep(0.5)
         self.stop()
         raise RuntimeError(f"Ray worker did not join in {self.startup_timeout}s; see {self.log_path}")
 
-    def _alive_nodes(self) -> int:
+    def _alive_nodes(self) -> set[str]:
+        """Ids of the cluster's alive worker nodes (not the head)."""
         request = urllib.request.Request(
             f"{self.head.address}/nodes?view=summary",
             headers={"Authorization": f"Bearer {self.head.token}"},
@@ -222,13 +223,18 @@ class LocalRayWorker:
             with urllib.request.urlopen(request, timeout=5) as response:
                 summary = json.load(response)["data"]["summary"]
         except (urllib.error.URLError, OSError, KeyError, ValueError):
-            return 0
-        return sum(1 for node in summary if node.get("raylet", {}).get("state") == "ALIVE")
+            return set()
+        return {
+            str(node["raylet"].get("nodeId"))
+            for node in summary
+            if node.get("raylet", {}).get("state") == "ALIVE"
+            and node["raylet"].get("nodeId")
+            and not node["raylet"].get("isHeadNode")  # the head may show up late in the summary
+        }
 
     def kill(self) -> None:
         """Kill the node at once (SIGKILL to its process group): a node lost mid-job."""
-        _stop_node(self.process, grace=0)
-        self.process = None
+        self.stop(grace=0)
 
     def stop(self, grace: float = 20.0) -> None:
         _stop_node(self.process, grace)

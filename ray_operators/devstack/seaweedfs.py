@@ -168,10 +168,10 @@ class LocalSeaweedFS:
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }
         config.write_text(json.dumps({"identities": [identity]}))
-        ports = free_ports(9)
-        (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, iceberg) = ports
         # The admin server's plugin worker dials admin.port + 10000 whatever admin.port.grpc says.
         admin = free_port_pair(10000)
+        ports = [p for p in free_ports(11) if p not in (admin, admin + 10000)][:9]
+        (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, iceberg) = ports
         self.s3_port, self.iceberg_port = s3, iceberg
         command = [
             str(weed),

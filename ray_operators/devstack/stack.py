@@ -103,6 +103,8 @@ class ProductionStack:
     def start_worker(self) -> LocalRayWorker:
         """(Re)start the worker node: after :meth:`LocalRayWorker.kill`, a fresh node joins."""
         assert self.head is not None, "start the stack first"
+        if self.worker is not None:
+            self.worker.stop()  # a live one would be left running unseen; a killed one is cleaned up
         self.worker = LocalRayWorker(
             self.head,
             workdir=self.workdir / "ray-worker",

@@ -176,11 +176,11 @@ def run(spec: StageSpec) -> dict[str, Any]:
         def units() -> dict[str, list[str]]:
             found: dict[str, list[str]] = {}
             for root in spec.raw_paths:
-                found.update(discover(root, spec.catalog_properties))
+                found.update(discover(root, spec.storage_properties()))
             return found
 
         items = lambda unit, path: {"path": path, "unit": unit}  # noqa: E731
-        parse, typed = partial(parse_file, properties=spec.catalog_properties), _typed
+        parse, typed = partial(parse_file, properties=spec.storage_properties()), _typed
     else:
         from ray_operators.jobs import tabular
 
@@ -195,12 +195,12 @@ def run(spec: StageSpec) -> dict[str, Any]:
         def units() -> dict[str, list[str]]:
             found: dict[str, list[str]] = {}
             for root in spec.raw_paths:
-                found.update(tabular.discover(root, fmt, params.pattern, spec.catalog_properties))
+                found.update(tabular.discover(root, fmt, params.pattern, spec.storage_properties()))
             return found
 
         encoded = {"columns": json.dumps(columns), "required": json.dumps(required), "format": fmt}
         items = lambda unit, path: {"path": path, "unit": unit, **encoded}  # noqa: E731
-        parse = partial(tabular.parse_file, properties=spec.catalog_properties)
+        parse = partial(tabular.parse_file, properties=spec.storage_properties())
         typed = partial(tabular.typed, columns=columns)
     return _curate(spec, good_schema, quarantine_schema, processing_schema, units, items, parse, typed)
 

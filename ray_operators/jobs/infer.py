@@ -101,7 +101,7 @@ def run(spec: StageSpec) -> dict[str, Any]:
                 f"apply_preprocess: model {model['model_name']} v{model['model_version']} was trained on "
                 "features no preprocess stage wrote (its registry row names no preprocessing state)"
             )
-        state = load_state(uri, spec.catalog_properties)
+        state = load_state(uri, spec.storage_properties())
         ds = apply_state(ds, state)
     rows_in = ds.count()
     tag = {
@@ -118,7 +118,7 @@ def run(spec: StageSpec) -> dict[str, Any]:
             "classes": int(model["num_classes"]),
             "tag": tag,
             "carry": p.carry_columns,
-            "storage": dict(spec.catalog_properties),  # no secrets: the nodes bring their own keys
+            "storage": spec.storage_properties(),  # no secrets: the nodes bring their own keys
         },
         compute=ActorPoolStrategy(min_size=int(p.min_actors), max_size=int(p.max_actors)),
         num_gpus=float(p.num_gpus),

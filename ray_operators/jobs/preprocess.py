@@ -224,10 +224,10 @@ def _first_version(spec: StageSpec, table: Any | None) -> tuple[str, dict[str, A
     """``(uri, state)`` of version 1 when some run has fitted it already, else None."""
     uri = state_uri(state_root(spec, table), 1)
     try:
-        found = _read_json(uri, spec.catalog_properties)
+        found = _read_json(uri, spec.storage_properties())
     except (OSError, ValueError) as err:
         raise StageError(f"cannot read the preprocessing state {uri}: {err}") from None
-    return (uri, load_state(uri, spec.catalog_properties)) if found is not None else None
+    return (uri, load_state(uri, spec.storage_properties())) if found is not None else None
 
 
 def claim_version(
@@ -636,9 +636,9 @@ def run(spec: StageSpec) -> dict[str, Any]:
     state: dict[str, Any] | None = None
     uri: str | None = None
     if committed_uri:
-        uri, state = committed_uri, load_state(committed_uri, spec.catalog_properties)
+        uri, state = committed_uri, load_state(committed_uri, spec.storage_properties())
     elif current is not None and not refit:
-        uri, state = current[0], load_state(current[0], spec.catalog_properties)
+        uri, state = current[0], load_state(current[0], spec.storage_properties())
         check_state_matches(state, params, uri)
     elif not refit and (first_fit := _first_version(spec, out_table)) is not None:
         # No state on the branch yet, but a concurrent first run (a backfill's other intervals)
@@ -664,7 +664,7 @@ def run(spec: StageSpec) -> dict[str, Any]:
             "transforms": transforms,
         }
         first = (current[1] if current is not None else 0) + 1
-        uri, state = claim_version(state_root(spec, out_table), first, body, spec.catalog_properties)
+        uri, state = claim_version(state_root(spec, out_table), first, body, spec.storage_properties())
         if not refit and int(state["version"]) != 1 and (first_fit := _first_version(spec, out_table)):
             # Lost the race for v1 to a concurrent first run: apply its state, not ours.
             uri, state = first_fit

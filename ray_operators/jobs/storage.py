@@ -16,7 +16,13 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from ray_operators.contract.spec import STORAGE_ROOT, StageError, StageSpec
+from ray_operators.contract.spec import (
+    CATALOG_NAME,
+    STORAGE_ROOT,
+    StageError,
+    StageSpec,
+    catalog_env_properties,
+)
 
 
 def is_location(value: str) -> bool:
@@ -32,7 +38,9 @@ def storage_root(spec: StageSpec, table: Any | None = None) -> str:
        ``iceberg`` connection's extra. Needed where the warehouse is an S3 Tables bucket (as with
        SeaweedFS or AWS S3 Tables): such a bucket holds only the catalog's own table files;
     2. else the catalog's ``warehouse`` when it is a location;
-    3. else the output table's own location (``table`` must then be given).
+    3. else the output table's own location, where the caller allows it by passing ``table``
+       (fitted preprocessing states); models never go there, as orphan-file cleanup of the table
+       would delete them.
     """
     if root := str(spec.catalog_properties.get(STORAGE_ROOT) or ""):
         return root.rstrip("/")
@@ -41,14 +49,20 @@ def storage_root(spec: StageSpec, table: Any | None = None) -> str:
         return warehouse.rstrip("/")
     if table is not None:
         return str(table.metadata.location).rstrip("/")
+    where = "" if table is None else f" and {spec.output_table} does not exist yet"
     raise StageError(
-        f"the catalog's 'warehouse' ({warehouse!r}) is not a location and {spec.output_table} does not "
-        "exist yet: there is no place for this stage's files (create the table first, or set a root)"
+        f"the catalog's 'warehouse' ({warehouse!r}) is not a location{where}: there is no place for this "
+        f"stage's files; set '{STORAGE_ROOT}' in the iceberg connection's extra (e.g. s3://bucket/lakehouse)"
     )
 
 
 def _frozen(properties: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((str(k), str(v)) for k, v in (properties or {}).items()))
+    props = dict(properties or {})
+    if name := props.get(CATALOG_NAME):
+        # This node's own secrets for the catalog (read here, on the node that opens the file: they
+        # never travel in a task's arguments).
+        props = {**catalog_env_properties(name), **props}
+    return tuple(sorted((str(k), str(v)) for k, v in props.items()))
 
 
 @lru_cache(maxsize=16)
@@ -58,11 +72,27 @@ def _file_io(frozen: tuple[tuple[str, str], ...]) -> Any:
     return PyArrowFileIO(dict(frozen))
 
 
+#: Schemes whose paths in a pyarrow filesystem are ``<bucket>/<key>``.
+_BUCKET_SCHEMES = ("s3", "s3a", "s3n", "gs", "gcs")
+
+
 def filesystem(uri: str, properties: Mapping[str, str] | None = None) -> tuple[Any, str]:
-    """``(pyarrow FileSystem, path in it)`` for a URI or a local path."""
+    """``(pyarrow FileSystem, path in it)`` for a URI or a local path. ``properties``: a stage's
+    :meth:`~ray_operators.contract.spec.StageSpec.storage_properties`.
+
+    The path is taken from the URI literally, not parsed as a URL: a ``#`` or ``?`` in a file or
+    folder name is part of the name."""
     io = _file_io(_frozen(properties))
-    scheme, netloc, path = io.parse_location(uri)
-    return io.fs_by_scheme(scheme, netloc), path
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return io.fs_by_scheme("file", None), uri
+    if scheme == "file":
+        return io.fs_by_scheme("file", None), rest
+    if scheme in _BUCKET_SCHEMES:
+        bucket = rest.partition("/")[0]
+        return io.fs_by_scheme(scheme, bucket), rest
+    parsed_scheme, netloc, path = io.parse_location(uri)
+    return io.fs_by_scheme(parsed_scheme, netloc), path
 
 
 def join(root: str, *parts: str) -> str:
@@ -115,8 +145,10 @@ def open_text(uri: str, properties: Mapping[str, str] | None = None, *, newline:
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:
-    """A relative-path glob as a regex: ``**/`` is any number of folders (none included), ``*``
-    and ``?`` stay within one folder, like ``pathlib.Path.glob``."""
+    """A relative-path glob as a regex, like ``pathlib.Path.glob``: ``**/`` is any number of
+    folders (none included), ``*`` and ``?`` stay within one folder, ``[...]`` is a character class
+    (``[!...]`` negated); a leading ``./`` is dropped."""
+    pattern = pattern.removeprefix("./")
     out, i = [], 0
     while i < len(pattern):
         if pattern.startswith("**/", i):
@@ -131,6 +163,12 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
         elif pattern[i] == "?":
             out.append("[^/]")
             i += 1
+        elif pattern[i] == "[" and (end := pattern.find("]", i + 2)) != -1:
+            body = pattern[i + 1 : end]
+            negate = body.startswith("!")
+            body = body[1:] if negate else body
+            out.append("[" + ("^/" if negate else "") + body.replace("\\", "\\\\") + "]")
+            i = end + 1
         else:
             out.append(re.escape(pattern[i]))
             i += 1
@@ -138,8 +176,19 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
 
 
 def check_readable(root: str, properties: Mapping[str, str] | None = None) -> None:
-    """Fail with a clear error when a raw root cannot be listed (bad bucket, no credentials)."""
+    """Fail with a clear error when a raw root cannot be listed: no credentials, a file where a
+    folder should be, or a bucket that does not exist (a misspelled bucket would otherwise read as
+    an empty root, run after run). A folder that does not exist yet only gets a line in the log."""
+    import pyarrow.fs as pafs
+
     try:
+        fs, path = filesystem(root, properties)
+        if "://" in root and root.partition("://")[0] in _BUCKET_SCHEMES:
+            bucket = path.partition("/")[0]
+            if fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+                raise StageError(f"raw input {root}: bucket {bucket!r} does not exist")
+        if fs.get_file_info(path).type == pafs.FileType.NotFound:
+            print(f"raw input {root} does not exist (yet): nothing to curate there", flush=True)
         listing(root, properties)
     except OSError as err:
         raise StageError(f"cannot list raw input {root}: {err}") from None

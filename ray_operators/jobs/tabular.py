@@ -13,6 +13,7 @@ ignored. Converted rows travel as JSON and are typed again by :func:`typed`.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from datetime import UTC, date, datetime
 from typing import Any
@@ -181,14 +182,19 @@ def parse_file(item: dict[str, Any], properties: dict[str, str] | None = None) -
             }
         )
 
+    # Storage trouble (network, credentials, a file gone) fails the job: a retry heals it, and no
+    # data is quarantined for it. Everything the parser raises on these bytes is the file's fault.
+    data = storage.read_bytes(path, properties)
+    if data is None:
+        raise FileNotFoundError(f"raw file {path} disappeared after discovery")
     try:
         if fmt == "csv":
-            with storage.open_text(path, properties, newline="") as handle:
+            with io.StringIO(data.decode("utf-8", errors="replace"), newline="") as handle:
                 reader = csv.DictReader(handle)
                 for number, record in enumerate(reader, start=2):  # line 1 is the header
                     emit(number, record, ",".join("" if v is None else str(v) for v in record.values()))
         elif fmt == "json":
-            with storage.open_text(path, properties) as handle:
+            with io.StringIO(data.decode("utf-8", errors="replace")) as handle:
                 for number, text in enumerate(handle, start=1):
                     if not text.strip():
                         continue
@@ -211,13 +217,12 @@ def parse_file(item: dict[str, Any], properties: dict[str, str] | None = None) -
             import pyarrow.parquet as pq
 
             number = 0
-            fs, fs_path = storage.filesystem(path, properties)
-            for batch in pq.ParquetFile(fs.open_input_file(fs_path)).iter_batches(batch_size=4096):
+            import pyarrow as pa
+
+            for batch in pq.ParquetFile(pa.BufferReader(data)).iter_batches(batch_size=4096):
                 for record in batch.to_pylist():
                     number += 1
                     emit(number, record, json.dumps(record, default=str))
-    except OSError:
-        raise  # storage trouble (network, credentials) heals on a retry: never quarantine data for it
     except Exception as err:  # an undecodable file is quarantined as a whole, never a crash
         out.append(
             {

@@ -7,8 +7,11 @@ batch, cut into ``batch_size`` minibatches; default about 16 MiB of data; see ``
 ``read_blocks`` (blocks the cached read is split into: ``"auto"``, one per cluster CPU; ``"ray"``,
 Ray Data's default; or a number), ``shuffle`` (default true), ``seed``, ``lr``, ``hidden``,
 ``holdout`` (fraction held out for evaluation, default 0.2),
-``artifact_root`` (default: ``<warehouse>/models``), ``storage_path`` (Ray Train's run storage;
-default ``<warehouse>/ray_train``, shared by every node). Defaults: ``contract/params.py``.
+``artifact_root`` (default: ``<root>/models``), ``storage_path`` (Ray Train's run storage;
+default ``<root>/ray_train``, shared by every node), where ``<root>`` is the connection's
+``lakehouse.storage-root`` or the catalog's warehouse when that is a location (see
+``jobs/storage.py``). Both are opened with the catalog's file IO (its S3 endpoint and region).
+Defaults: ``contract/params.py``.
 
 Writes the model artifact (a torch state dict) to ``<artifact_root>/<model_name>/runs/<run key>/``
 (file:// here, s3:// in production): keyed by the run key, never by a version chosen before
@@ -221,7 +224,8 @@ def run(spec: StageSpec) -> dict[str, Any]:
     cached = {"rows": ds.count(), "blocks": ds.num_blocks(), "requested_blocks": read_blocks}
     print(f"training read of {item.table}@{item.snapshot_id}: {cached}", flush=True)
     train_ds, test_ds = ds.train_test_split(test_size=float(p.holdout), seed=int(p.seed))
-    root = storage.storage_root(spec, registry)
+    # Never inside a table's folder (no table argument): orphan-file cleanup would delete models.
+    root = "" if p.artifact_root and p.storage_path else storage.storage_root(spec)
     run_dir = artifact_dir(p.artifact_root or root + "/models", name, spec.run_key)
     artifact_uri = f"{run_dir}/model.pt"
     use_gpu = resolve_use_gpu(p.use_gpu)
@@ -237,13 +241,13 @@ def run(spec: StageSpec) -> dict[str, Any]:
         "seed": int(p.seed),
         "lr": float(p.lr),
         "artifact_uri": artifact_uri,
-        "storage": dict(spec.catalog_properties),  # no secrets: the nodes bring their own keys
+        "storage": spec.storage_properties(),  # no secrets: the nodes bring their own keys
     }
     # Shared storage (next to the tables), not a node-local temporary folder: on a multi-node
     # cluster every worker and the driver must see the same run directory. The filesystem is the
     # catalog's (its s3 endpoint and region; keys from the node's environment).
     train_storage = p.storage_path or root + "/ray_train"
-    train_fs, train_path = storage.filesystem(train_storage, spec.catalog_properties)
+    train_fs, train_path = storage.filesystem(train_storage, spec.storage_properties())
     trainer = TorchTrainer(
         _train_loop,
         train_loop_config=config,
@@ -268,7 +272,7 @@ def run(spec: StageSpec) -> dict[str, Any]:
 
     # Held-out evaluation with the saved artifact: what inference will load.
     model = build_model(len(features), int(p.hidden), int(p.num_classes))
-    model.load_state_dict(load_state(artifact_uri, spec.catalog_properties))
+    model.load_state_dict(load_state(artifact_uri, spec.storage_properties()))
     model.eval()
     held = test_ds.to_pandas()
     import torch

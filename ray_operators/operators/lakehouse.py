@@ -24,9 +24,6 @@ def all_catalog_properties(iceberg_conn_id: str) -> dict[str, str]:
     if conn.host:
         props["uri"] = conn.host.rstrip("/")
     props.setdefault("type", "rest")
-    if props["type"] == "rest" and conn.login and conn.password:
-        # As IcebergHook builds it: the REST catalog's OAuth2 client credentials.
-        props["credential"] = f"{conn.login}:{conn.password}"
     return props
 
 

@@ -76,3 +76,44 @@ def test_catalog_secrets_come_from_the_node_environment_under_the_connection_nam
         "s3.access-key-id": "AK",
     }
     assert catalog_env_properties("nothing", environ) == {}
+
+
+def test_glob_character_classes_and_a_leading_dot_slash():
+    match = storage.glob_regex("./data-[0-9].csv").match
+    assert match("data-1.csv") and not match("data-x.csv")
+    assert storage.glob_regex("[!a]*.csv").match("b.csv") and not storage.glob_regex("[!a]*.csv").match(
+        "a.csv"
+    )
+
+
+def test_names_with_hash_and_question_marks_are_names(tmp_path):
+    """A URI's path is taken literally: '#' or '?' in a raw file's name is not a URL fragment."""
+    folder = tmp_path / "spark-a#1"
+    folder.mkdir()
+    (folder / "x?.log").write_text("line\n")
+    (tmp_path / "spark-a").mkdir()  # what a URL parser would read instead
+    found = discover(f"file://{tmp_path}")
+    assert found["spark-a#1"] == [str(folder / "x?.log")]
+    assert storage.read_bytes(f"file://{folder}/x?.log") == b"line\n"
+
+
+def test_a_corrupt_parquet_file_is_quarantined_and_a_vanished_file_fails(tmp_path):
+    from ray_operators.jobs.tabular import parse_file
+
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1 this is not parquet at all")
+    item = {"path": str(bad), "format": "parquet", "unit": "bad.parquet", "columns": '{"a": "long"}'}
+    item["required"] = "[]"
+    (record,) = parse_file(item)
+    assert record["row"] is None and record["reason"].startswith("bad_file: ")
+    with pytest.raises(FileNotFoundError, match="disappeared"):
+        parse_file({**item, "path": str(tmp_path / "gone.parquet")})
+
+
+def test_files_beside_the_tables_use_the_node_secrets_of_the_named_catalog(monkeypatch):
+    spec = _spec(warehouse="file:///w")
+    props = spec.storage_properties()
+    monkeypatch.setenv("PYICEBERG_CATALOG__C__S3__ACCESS_KEY_ID", "from-the-node")
+    io = storage._file_io(storage._frozen(props))
+    assert io.properties["s3.access-key-id"] == "from-the-node"
+    assert "s3.access-key-id" not in props  # never in what travels
