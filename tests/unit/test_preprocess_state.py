@@ -349,3 +349,16 @@ def test_pipeline_refit_and_fit_on_reach_the_stage_params(tmp_path):
     assert prep2.arguments["stage_params"] == {}  # the defaults: apply the current state
     # The UI can trigger a refit run.
     assert graph.dag_arguments["params"]["refit"]["default"] is False
+
+
+def test_words_of_a_last_string_ending_in_whitespace_do_not_depend_on_the_bytes_after_the_buffer():
+    """Arrow's utf8_split_whitespace reads past the end of the values buffer: with a byte >= 0x80
+    lying there, a last string ending in whitespace kept its whitespace (``["tail\\n"]``). Here the
+    buffer is a slice of a larger one, so that byte is always there."""
+    import numpy as np
+
+    data = pa.py_buffer(b"a b\ntail\n\x80\x80\x80\x80").slice(0, 9)
+    offsets = pa.py_buffer(np.array([0, 4, 9], dtype=np.int32).tobytes())
+    text = pa.Array.from_buffers(pa.string(), 2, [None, offsets, data])
+    assert text.to_pylist() == ["a b\n", "tail\n"]
+    assert pp.split_words(text).to_pylist() == [["a", "b"], ["tail"]]
