@@ -24,21 +24,13 @@ from pathlib import Path
 
 import pytest
 
+from ray_operators.devstack.demo import TABLES
 from ray_operators.devstack.seaweedfs import INSTALL_HINT, find_weed
 from ray_operators.devstack.stack import SECRET_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 ROWS = 400
-TABLES = (
-    "logs.spark",
-    "logs.spark_quarantine",
-    "curated.samples",
-    "curated.samples_quarantine",
-    "features.samples",
-    "ml.models",
-    "ml.predictions",
-)
 #: Columns that name where a run's things live or which snapshot it read: they differ by design.
 PLACES = {"input_snapshot_id", "run_key", "artifact_uri", "preprocess_state_uri", "created_at"}
 
