@@ -19,8 +19,13 @@ Run it again: the next batch is added, and the report shows that only the new sn
 
 ``--stack production`` (``make demo-stack``) runs the same pipelines on the production shape
 (:mod:`ray_operators.devstack.stack`): raw data uploaded to ``s3://raw``, tables in an Iceberg
-REST catalog on S3 (SeaweedFS), and a Ray head plus a worker node that runs every task. The
-report then shows ``s3://`` locations and the Ray node each stage ran on.
+REST catalog on S3 (SeaweedFS), and a Ray head plus a worker node that runs every task. There
+Airflow is the real thing: ``airflow standalone`` (scheduler, triggerer, dag-processor, API
+server) on a private PostgreSQL (SQLite where no PostgreSQL server is installed). ``spark_logs``
+runs from its ``@hourly`` schedule; ``curate_samples`` is triggered through the REST API, and
+``lakehouse`` too, as the UI's Trigger button does with params: ``snapshot_ids`` = the snapshot
+that curate_samples committed. The report then shows how each run started, ``s3://`` locations
+and the Ray node each stage ran on.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also write every table's rows as <DIR>/<table>.parquet (to compare two runs)",
     )
     parser.add_argument(
+        "--airflow-db",
+        default=None,
+        metavar="URL",
+        help="production: Airflow's metadata in this PostgreSQL database (default: a private server)",
+    )
+    parser.add_argument(
         "--stack",
         choices=("embedded", "production"),
         default="embedded",
@@ -150,15 +162,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace, project: Path, root: Path, started: float, stack: Any) -> int:
-    prepare(root, project, stack)
+    env = prepare(root, project, stack)
     where = "REST catalog on S3, raw data in s3://raw" if stack else "SQLite catalog + warehouse, raw data"
     print(f"==> State in {root} (Airflow home, {where})", flush=True)
-    subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        env=os.environ.copy(),
-    )
     batch = generate_batch(root, args.rows)
     if stack is not None:
         uploaded = stack.upload(root / "raw", "")
@@ -170,26 +176,10 @@ def _demo(args: argparse.Namespace, project: Path, root: Path, started: float, s
         flush=True,
     )
 
-    from ray_operators.devstack.ray_cluster import LocalRayHead
-
-    head = None
     if stack is None:
-        print("==> Starting an embedded Ray head (token auth on, dashboard on 127.0.0.1)", flush=True)
-        head = LocalRayHead(workdir=root / "ray").start()
-        print(f"    Ray dashboard: {head.address}", flush=True)
-        os.environ.update(head.connection_env("ray_default"))
-    runs = []
-    try:
-        bag = _dagbag(project / "dags")
-        for dag_id in PIPELINES:
-            runs.append(_run(bag, dag_id))
-            if runs[-1]["state"] != "success":
-                break
-        ray_jobs = _ray_jobs()
-    finally:
-        if head is not None:
-            print("==> Stopping the Ray head", flush=True)
-            head.stop()
+        runs, ray_jobs = _run_embedded(project, root)
+    else:
+        runs, ray_jobs = _run_on_scheduler(project, root, env, args.airflow_db)
     report = build_report(runs, batch, time.monotonic() - started)
     report["ray_jobs"] = ray_jobs
     if args.export:
@@ -198,6 +188,166 @@ def _demo(args: argparse.Namespace, project: Path, root: Path, started: float, s
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))
     return 0 if all(r["state"] == "success" for r in runs) and len(runs) == len(PIPELINES) else 1
+
+
+def _run_embedded(project: Path, root: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One Ray head; each pipeline through ``dag.test()``, one after the other."""
+    from ray_operators.devstack.ray_cluster import LocalRayHead
+
+    subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env=os.environ.copy(),
+    )
+    print("==> Starting an embedded Ray head (token auth on, dashboard on 127.0.0.1)", flush=True)
+    head = LocalRayHead(workdir=root / "ray").start()
+    print(f"    Ray dashboard: {head.address}", flush=True)
+    os.environ.update(head.connection_env("ray_default"))
+    runs = []
+    try:
+        bag = _dagbag(project / "dags")
+        for dag_id in PIPELINES:
+            runs.append(_run(bag, dag_id))
+            if runs[-1]["state"] != "success":
+                break
+        return runs, _ray_jobs()
+    finally:
+        print("==> Stopping the Ray head", flush=True)
+        head.stop()
+
+
+def _run_on_scheduler(
+    project: Path, root: Path, env: dict[str, str], database_url: str | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``airflow standalone`` on PostgreSQL: spark_logs from its schedule, the other two through
+    the REST API (lakehouse with the ``snapshot_ids`` param, as a UI trigger with params)."""
+    from ray_operators.devstack.postgres import INSTALL_HINT, LocalPostgres, find_postgres_bin
+    from ray_operators.devstack.standalone import StandaloneAirflow
+
+    postgres = None
+    if database_url is None and find_postgres_bin() is not None:
+        postgres = LocalPostgres().start()
+        database_url = postgres.url
+        print(f"==> PostgreSQL for Airflow's metadata on 127.0.0.1:{postgres.port}", flush=True)
+    elif database_url is None:
+        print(f"==> No PostgreSQL server ({INSTALL_HINT}): Airflow's metadata stays in SQLite", flush=True)
+    if database_url:
+        os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = database_url
+    airflow = StandaloneAirflow(
+        home=root / "airflow",
+        dags_folder=project / "dags",
+        plugins_folder=project / "plugins",
+        # Only the demo's pipelines run: every DAG starts paused, and the demo unpauses its three.
+        env={
+            **env,
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        },
+        database_url=database_url,
+    )
+    try:
+        print("==> Starting Airflow: scheduler, triggerer, dag-processor, API server", flush=True)
+        airflow.start(timeout=300)
+        airflow.wait_api()
+        print(f"    Airflow UI {airflow.url} (login admin; password in {airflow.passwords_path})", flush=True)
+        _wait_parsed(airflow, set(PIPELINES))
+        runs = []
+        for dag_id in PIPELINES:
+            runs.append(_scheduler_run(airflow, dag_id, runs))
+            if runs[-1]["state"] != "success":
+                break
+        return runs, _ray_jobs()
+    finally:
+        print("==> Stopping Airflow" + (" and PostgreSQL" if postgres else ""), flush=True)
+        airflow.stop()
+        if postgres is not None:
+            postgres.stop()
+
+
+def _wait_parsed(airflow: Any, wanted: set[str], timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        errors = airflow.query("SELECT filename, stacktrace FROM import_error")
+        if errors:
+            raise SystemExit(f"DAG import errors: {errors}")
+        if wanted <= {row[0] for row in airflow.query("SELECT dag_id FROM dag")}:
+            return
+        time.sleep(1)
+    raise SystemExit(f"the pipelines {sorted(wanted)} were not parsed in {timeout}s; see {airflow.log_path}")
+
+
+def _scheduler_run(airflow: Any, dag_id: str, earlier: list[dict[str, Any]]) -> dict[str, Any]:
+    """Start one pipeline the way the demo says (cron, or REST API) and wait for its end."""
+    if dag_id == "spark_logs":
+        before = {r[0] for r in airflow.query("SELECT run_id FROM dag_run WHERE dag_id = ?", dag_id)}
+        airflow.set_paused(dag_id, False)
+        started_by = "its @hourly schedule (the scheduler's run of the latest interval)"
+        run_id = _new_scheduled_run(airflow, dag_id, before)
+    else:
+        airflow.set_paused(dag_id, False)
+        conf: dict[str, Any] = {}
+        if dag_id == "lakehouse":
+            curated = next(r for r in earlier if r["dag_id"] == "curate_samples")
+            snapshot = curated["tasks"]["curate_csv"]["result"]["output"]["snapshot_id"]
+            conf = {"snapshot_ids": [int(snapshot)]}
+        run_id = airflow.trigger(dag_id, conf)
+        started_by = "the REST API" + (f", params {json.dumps(conf)}" if conf else "")
+    print(f"==> Running pipeline {dag_id}: started by {started_by} (run {run_id})", flush=True)
+    state = airflow.wait_run(dag_id, run_id)
+    ((start, end),) = airflow.query(
+        "SELECT start_date, end_date FROM dag_run WHERE dag_id = ? AND run_id = ?", dag_id, run_id
+    )
+    seconds = (_when(end) - _when(start)).total_seconds()
+    print(f"    {dag_id}: {state} in {seconds:.1f}s", flush=True)
+    tasks = _xcom_results(dag_id, run_id)
+    order = [
+        r[0]
+        for r in airflow.query(
+            "SELECT task_id FROM task_instance WHERE dag_id = ? AND run_id = ? ORDER BY start_date",
+            dag_id,
+            run_id,
+        )
+    ]
+    return {
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "state": state,
+        "seconds": seconds,
+        "started_by": started_by,
+        "tasks": {t: tasks[t] for t in order if t in tasks},
+    }
+
+
+def _new_scheduled_run(airflow: Any, dag_id: str, before: set[str], timeout: float = 180.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = airflow.query("SELECT run_id FROM dag_run WHERE dag_id = ? AND run_type = 'scheduled'", dag_id)
+        new = sorted({r[0] for r in rows} - before)
+        if new:
+            return new[-1]
+        time.sleep(1)
+    raise SystemExit(
+        f"the scheduler created no run of {dag_id} in {timeout}s (its latest interval already ran in "
+        f"this metadata database?); see {airflow.log_path}"
+    )
+
+
+def _when(value: Any) -> datetime:
+    """A timestamp column's value: a datetime on PostgreSQL, its ISO text on SQLite."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def _xcom_results(dag_id: str, run_id: str) -> dict[str, Any]:
+    """Each task's return value (XCom), read with Airflow's own models."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter(
+            XComModel.dag_id == dag_id, XComModel.run_id == run_id, XComModel.key == "return_value"
+        )
+        return {row.task_id: XComModel.deserialize_value(row) for row in rows}
 
 
 def _ray_jobs() -> list[dict[str, Any]]:
@@ -218,9 +368,6 @@ def _dagbag(folder: Path):
 
 
 def _run(bag: Any, dag_id: str) -> dict[str, Any]:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
     dag = bag.dags[dag_id]
     print(
         f"==> Running pipeline {dag_id}: {' -> '.join(t.task_id for t in dag.topological_sort())}", flush=True
@@ -228,13 +375,7 @@ def _run(bag: Any, dag_id: str) -> dict[str, Any]:
     started = time.monotonic()
     run = dag.test()
     elapsed = time.monotonic() - started
-    tasks: dict[str, Any] = {}
-    with create_session() as session:
-        rows = session.query(XComModel).filter(
-            XComModel.dag_id == dag_id, XComModel.run_id == run.run_id, XComModel.key == "return_value"
-        )
-        for row in rows:
-            tasks[row.task_id] = XComModel.deserialize_value(row)
+    tasks = _xcom_results(dag_id, run.run_id)
     print(f"    {dag_id}: {run.state} in {elapsed:.1f}s", flush=True)
     order = [t.task_id for t in dag.topological_sort()]
     return {
@@ -242,6 +383,7 @@ def _run(bag: Any, dag_id: str) -> dict[str, Any]:
         "run_id": run.run_id,
         "state": str(run.state),
         "seconds": elapsed,
+        "started_by": "dag.test()",
         "tasks": {t: tasks[t] for t in order if t in tasks},
     }
 
@@ -336,7 +478,7 @@ def build_report(runs: list[dict[str, Any]], batch: dict[str, Any], seconds: flo
     return {
         "batch": batch,
         "seconds": seconds,
-        "runs": [{k: r[k] for k in ("dag_id", "run_id", "state", "seconds")} for r in runs],
+        "runs": [{k: r[k] for k in ("dag_id", "run_id", "state", "seconds", "started_by")} for r in runs],
         "stages": stages,
         "lineage": lineage,
         "tables": {name: table_rows(name) for name in TABLES},
@@ -361,7 +503,8 @@ def format_report(report: dict[str, Any]) -> str:
     out = ["", f"=== Lakehouse demo report (raw batch {report['batch']['batch']}, {report['seconds']:.0f}s)"]
     for run in report["runs"]:
         out.append(
-            f"  pipeline {run['dag_id']}: {run['state']} in {run['seconds']:.1f}s (run {run['run_id']})"
+            f"  pipeline {run['dag_id']}: {run['state']} in {run['seconds']:.1f}s (run {run['run_id']}, "
+            f"started by {run['started_by']})"
         )
     out.append("")
     out.append(

@@ -253,6 +253,18 @@ class LocalPostgres:
             raise RuntimeError(f"createdb {name} failed: {done.stderr.strip()}")
         return self.database_url(name)
 
+    def dump(self, name: str) -> str:
+        """Database ``name`` as SQL text (``pg_dump``): every row of every table, to audit it."""
+        done = subprocess.run(
+            [str(self._tool("pg_dump")), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, name],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_dump {name} failed: {done.stderr.strip()}")
+        return done.stdout
+
     # -- helpers -----------------------------------------------------------------------------
     def _tool(self, name: str) -> Path:
         assert self.bin_dir is not None

@@ -9,6 +9,8 @@ SQLite takes one writer at a time, so CLI commands beside the scheduler may find
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import signal
@@ -16,6 +18,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +56,8 @@ class StandaloneAirflow:
         self.database_url = database_url
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
+        self._token: str | None = None
+        self._started: list[subprocess.Popen[bytes]] = []  # components restarted by hand
 
     @property
     def db_path(self) -> Path:
@@ -193,29 +199,171 @@ class StandaloneAirflow:
             done.check_returncode()
         return done
 
+    # -- components -----------------------------------------------------------------------------
+    def component_pids(self, name: str) -> list[int]:
+        """The pids of one component (``scheduler``, ``triggerer``, ...): the ``airflow <name>``
+        processes this stack started (standalone's, or restarted ones), the component's main
+        process first, then its children."""
+        if self.process is None:
+            return []
+        groups = {os.getpgid(self.process.pid), *(p.pid for p in self._started)}
+        parents: dict[int, int] = {}
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            pid, ppid, pgid = int(entry.name), int(stat[1]), int(stat[2])
+            if pgid not in groups or stat[0] == "Z":
+                continue
+            parents[pid] = ppid
+            # `airflow <name>` runs as `<python> <venv>/bin/airflow <name>` (or `airflow <name>`).
+            if any(a.endswith(b"airflow") for a in argv[:2]) and name.encode() in argv[1:3]:
+                found.append(pid)
+        return sorted(found, key=lambda pid: (parents.get(pid) in found, pid))
+
+    def restart_triggerer(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 60.0) -> int:
+        """Stop the triggerer (``sig``: SIGTERM is a restart, SIGKILL a crash) and start a new one
+        (in a process group of its own, which :meth:`stop` stops too); returns the new one's pid."""
+        assert self.process is not None, "start the stack first"
+        old = self.component_pids("triggerer")
+        if not old:
+            raise RuntimeError(f"no triggerer process in the stack; see {self.log_path}")
+        os.kill(old[0], sig)
+        deadline = time.monotonic() + timeout
+        while any(_alive(pid) for pid in old):
+            if time.monotonic() > deadline:
+                for pid in old:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                break
+            time.sleep(0.2)
+        log = (self.home / "triggerer-restarted.log").open("ab")
+        new = subprocess.Popen(
+            [str(Path(sys.executable).parent / "airflow"), "triggerer"],
+            env=self.environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a group of its own: another session's group cannot be joined
+        )
+        log.close()
+        self._started.append(new)
+        return new.pid
+
+    # -- the REST API, as a logged-in user ----------------------------------------------------
+    @property
+    def passwords_path(self) -> Path:
+        """Where Airflow's simple auth manager writes the generated password of ``admin``."""
+        return self.home / "simple_auth_manager_passwords.json.generated"
+
+    def password(self, user: str = "admin", timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return json.loads(self.passwords_path.read_text())[user]
+            except (OSError, ValueError, KeyError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no password for {user!r} in {self.passwords_path}") from None
+                time.sleep(1)
+
+    def api(self, method: str, path: str, body: Any = None, timeout: float = 60.0) -> Any:
+        """Call the REST API (``/api/v2/...``) as ``admin``, with a JWT from ``/auth/token``.
+
+        Returns the decoded JSON answer; an error answer raises with its status and detail.
+        """
+        for attempt in (1, 2):
+            if self._token is None:
+                login = {"username": "admin", "password": self.password()}
+                self._token = self._http("POST", "/auth/token", login, None, timeout)["access_token"]
+            try:
+                return self._http(method, path, body, self._token, timeout)
+            except PermissionError:
+                self._token = None  # expired: log in again, once
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _http(self, method: str, path: str, body: Any, token: str | None, timeout: float) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode(errors="replace")[:2000]
+            if error.code == 401 and token:
+                raise PermissionError(f"{method} {path}: 401 {detail}") from None
+            raise RuntimeError(f"{method} {path}: HTTP {error.code}: {detail}") from None
+        return json.loads(text) if text else None
+
+    def wait_api(self, timeout: float = 180.0) -> None:
+        """Wait until the API server answers (it starts after the scheduler)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self._http("GET", "/api/v2/version", None, None, 5)
+                return
+            except (OSError, RuntimeError):
+                time.sleep(1)
+        raise RuntimeError(f"the Airflow API did not answer at {self.url} in {timeout}s; see {self.log_path}")
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        self.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        """Trigger a run as the UI's "Trigger" button does (``POST .../dagRuns``); returns its run id."""
+        run = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
+        return run["dag_run_id"]
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float = 900.0) -> str:
+        """Wait until the run ends; returns its state (``success`` or ``failed``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = self.query("SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", dag_id, run_id)
+            if rows and rows[0][0] in ("success", "failed"):
+                return rows[0][0]
+            time.sleep(2)
+        raise RuntimeError(f"run {dag_id}/{run_id} did not finish in {timeout}s; see {self.log_path}")
+
     def stop(self, grace: float = 30.0) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
+        """SIGTERM each process group started (standalone's, and restarted components'), then
+        SIGKILL what is left after ``grace`` seconds."""
+        self._token = None
+        started = [p for p in (self.process, *self._started) if p is not None]
+        self.process, self._started = None, []
+        for process in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for process in started:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # children left behind by a stopped leader
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
 
     def __enter__(self) -> StandaloneAirflow:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -1,15 +1,19 @@
-"""The demo's three pipelines on the production shape, compared with the embedded default.
+"""The demo's three pipelines on the production shape (``make demo-stack``), compared with the
+embedded default (``make demo``).
 
 The production shape (``ray_operators/devstack/stack.py``): raw data in ``s3://raw``, tables in an
-Iceberg REST catalog on S3 (SeaweedFS's ``weed mini``), stage files in ``s3://lakehouse``, and a
-Ray head (drivers only) plus a worker node that runs every task, with the package shipped in each
-job's runtime_env. The shipped specs run unchanged; only the connections differ.
+Iceberg REST catalog on S3 (SeaweedFS's ``weed mini``), stage files in ``s3://lakehouse``, a Ray
+head (drivers only) plus a worker node that runs every task, with the package shipped in each
+job's runtime_env, and ``airflow standalone`` on PostgreSQL. The shipped specs run unchanged; only
+the connections differ. Two of the three ways a pipeline starts run here: ``spark_logs`` from its
+cron schedule, and ``lakehouse`` through the REST API with the ``snapshot_ids`` param, as a UI
+trigger with params does (the backfill is in ``test_production_scheduler.py``).
 
 Checked: every table equals the embedded default's row for row (the model and its predictions
 included: training is seeded and reads in table order); every stage's tasks ran on the worker
 node; models and fitted states live in object storage; and the S3 keys, the catalog credential
-and the Ray token appear nowhere in the demo's output, the Ray job list (specs decoded), or the
-Airflow home (metadata database: XCom, rendered fields; task logs).
+and the Ray token appear nowhere in the demo's output, the Ray job list (specs decoded), the task
+logs, or Airflow's metadata database (a ``pg_dump``: XCom, rendered fields, run confs).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ ROWS = 400
 PLACES = {"input_snapshot_id", "run_key", "artifact_uri", "preprocess_state_uri", "created_at"}
 
 
-def _demo(state: Path, stack: str, env: dict[str, str]) -> tuple[dict, str]:
+def _demo(state: Path, stack: str, env: dict[str, str], *extra: str) -> tuple[dict, str]:
     done = subprocess.run(
         [
             sys.executable,
@@ -51,6 +55,7 @@ def _demo(state: Path, stack: str, env: dict[str, str]) -> tuple[dict, str]:
             str(state / "report.json"),
             "--export",
             str(state / "export"),
+            *extra,
         ],
         cwd=REPO,
         env=env,
@@ -94,14 +99,30 @@ def _files_text(folder: Path) -> str:
 
 
 @pytest.mark.skipif(find_weed() is None, reason=f"SeaweedFS's `weed` binary not found: {INSTALL_HINT}")
-def test_the_demo_on_the_production_shape_equals_the_embedded_default(tmp_path):
+def test_the_demo_on_the_production_shape_equals_the_embedded_default(tmp_path, postgres):
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RAY_", "LAKEHOUSE_"))}
     embedded, _ = _demo(tmp_path / "embedded", "embedded", clean)
     chosen = {name: "LHTEST" + secrets.token_hex(12).upper() for name in SECRET_ENV}
-    production, out = _demo(tmp_path / "production", "production", {**clean, **chosen})
+    database = postgres.create_database("demo_stack")
+    production, out = _demo(
+        tmp_path / "production", "production", {**clean, **chosen}, "--airflow-db", database
+    )
 
     for report in (embedded, production):
         assert [r["state"] for r in report["runs"]] == ["success"] * 3, report["runs"]
+
+    # Under the real scheduler: spark_logs from its cron schedule, the other two through the REST
+    # API, lakehouse with the snapshot_ids param (a UI trigger with params).
+    runs = {r["dag_id"]: r for r in production["runs"]}
+    assert runs["spark_logs"]["run_id"].startswith("scheduled__"), runs
+    assert runs["curate_samples"]["run_id"].startswith("manual__"), runs
+    curated_commit = next(s for s in production["stages"] if s["task_id"] == "curate_csv")["snapshot_id"]
+    assert runs["lakehouse"]["started_by"] == (
+        f'the REST API, params {{"snapshot_ids": [{curated_commit}]}}'
+    ), runs
+    sensed = next(s for s in production["stages"] if s["task_id"] == "sense_curated")
+    assert sensed["snapshot_ids"] == [curated_commit]
+    assert {r["started_by"] for r in embedded["runs"]} == {"dag.test()"}
 
     # Row for row, every table: curated, quarantined, features, the model row and its predictions.
     for table in TABLES:
@@ -130,9 +151,13 @@ def test_the_demo_on_the_production_shape_equals_the_embedded_default(tmp_path):
         assert ray["package"] == "runtime_env", stage
     assert all(s.get("ray") is None for s in embedded["stages"] if s["kind"] != "sensor")
 
-    # The secrets: nowhere in the output, the Ray job list, or the Airflow home.
+    # The secrets: nowhere in the output, the Ray job list, the Airflow home (task logs) or its
+    # metadata database on PostgreSQL (XCom, rendered fields, run confs, every other table).
     airflow_home = tmp_path / "production" / "airflow"
-    assert list(airflow_home.glob("*.db")), "the demo's Airflow metadata database"
+    logs = [p for p in (airflow_home / "logs").rglob("*") if p.is_file()]
+    assert any("run_id=manual__" in str(p) for p in logs), "the task logs of the REST-triggered runs"
+    metadata = postgres.dump("demo_stack")
+    assert "COPY public.xcom " in metadata and "curate_csv" in metadata  # the dump holds the runs
     jobs = production["ray_jobs"]
     assert len(jobs) == len(stages)
     seen = {
@@ -140,7 +165,8 @@ def test_the_demo_on_the_production_shape_equals_the_embedded_default(tmp_path):
         "Ray job list": json.dumps(jobs),
         "stage specs in the Ray job list": _decoded_specs(jobs),
         "demo report": json.dumps(production),
-        "Airflow home (metadata database, task logs)": _files_text(airflow_home),
+        "Airflow home (task logs, standalone's log)": _files_text(airflow_home),
+        "Airflow metadata database": metadata,
     }
     assert "s3.endpoint" in seen["stage specs in the Ray job list"]  # the decoding worked
     for secret in chosen.values():
