@@ -68,6 +68,7 @@ class LocalSeaweedFS:
         self.s3_port = 0
         self.iceberg_port = 0
         self.process: subprocess.Popen[bytes] | None = None
+        self._ports: tuple[int, ...] | None = None
 
     # ---- addresses and properties -------------------------------------------------------------
 
@@ -168,10 +169,14 @@ class LocalSeaweedFS:
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }
         config.write_text(json.dumps({"identities": [identity]}))
-        # The admin server's plugin worker dials admin.port + 10000 whatever admin.port.grpc says.
-        admin = free_port_pair(10000)
-        ports = [p for p in free_ports(11) if p not in (admin, admin + 10000)][:9]
-        (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, iceberg) = ports
+        if self._ports is None:  # a restart keeps its ports: clients keep their endpoints
+            # The admin server's plugin worker dials admin.port + 10000 whatever admin.port.grpc says.
+            admin = free_port_pair(10000)
+            ports = [p for p in free_ports(11) if p not in (admin, admin + 10000)][:9]
+            self._ports = (admin, *ports)
+        (admin, master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, iceberg) = (
+            self._ports
+        )
         self.s3_port, self.iceberg_port = s3, iceberg
         command = [
             str(weed),
