@@ -54,6 +54,7 @@ bench: install
 	$(PY) bench/bench_preprocess_stage.py
 	$(PY) bench/bench_parse.py
 	$(PY) bench/bench_tiny_stage.py
+	$(PY) bench/bench_shapes.py
 
 clean:
 	rm -rf .local build dist *.egg-info .pytest_cache .ruff_cache

@@ -232,6 +232,8 @@ def _run_on_scheduler(
         print(f"==> PostgreSQL for Airflow's metadata on 127.0.0.1:{postgres.port}", flush=True)
     elif database_url is None:
         print(f"==> No PostgreSQL server ({INSTALL_HINT}): Airflow's metadata stays in SQLite", flush=True)
+        # Fresh metadata each run, as with the throwaway PostgreSQL (the tables persist in S3).
+        (root / "airflow" / "airflow.db").unlink(missing_ok=True)
     if database_url:
         os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = database_url
     airflow = StandaloneAirflow(
