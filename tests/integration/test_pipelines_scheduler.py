@@ -13,10 +13,6 @@ The stack's metadata database is PostgreSQL (the ``postgres`` fixture; skipped w
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,14 +22,19 @@ from ray_operators.contract.lineage import INPUT_PREFIX, RUN_KEY
 from ray_operators.devstack.demo_data import generate_spark_logs
 from ray_operators.devstack.standalone import StandaloneAirflow
 from ray_operators.triggers.iceberg import cursor_key
-from tests.airflow_helpers import RUNNER
 from tests.conftest import wait_for
 from tests.iceberg_helpers import connection_env
+from tests.scheduler_helpers import (
+    DAILY,
+    EVENTS,
+    daily_rows,
+    run_backfill_days_in_order,
+    spec_folder,
+    table_rows,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
-DAILY = pa.schema([("ts", pa.timestamp("us", tz="UTC")), ("value", pa.float64())])
-EVENTS = pa.schema([("id", pa.int64()), ("x", pa.float64())])
 
 SPECS = {
     "sched_logs.yaml": """
@@ -90,26 +91,6 @@ stages:
     output: feat.live
 """,
 }
-
-
-def _spec_folder(tmp_path: Path, specs: dict[str, str]) -> Path:
-    folder = tmp_path / "dags"
-    (folder / "pipelines").mkdir(parents=True)
-    (folder / "lakehouse_pipelines.py").write_text((REPO / "dags" / "lakehouse_pipelines.py").read_text())
-    for name, text in specs.items():
-        (folder / "pipelines" / name).write_text(text)
-    return folder
-
-
-def _daily_rows() -> pa.Table:
-    start = datetime(2026, 3, 1, tzinfo=UTC)
-    ts = [start + timedelta(hours=5 * i) for i in range(24)]  # 5 days, ~5 rows a day
-    return pa.table({"ts": ts, "value": [float(i * i % 17) for i in range(24)]}, schema=DAILY)
-
-
-def _rows(catalog, table: str, columns: list[str]) -> list[tuple]:
-    data = catalog.load_table(table).scan().to_arrow().select(columns).to_pylist()
-    return sorted(tuple(r[c] for c in columns) for r in data)
 
 
 def _interval_snapshots(catalog) -> list[int]:
@@ -172,7 +153,7 @@ def test_schedule_backfill_ui_trigger_and_asset_runs(
     for ns in ("raw", "feat", "logs"):
         catalog.create_namespace_if_not_exists(ns)
     daily = catalog.create_table("raw.daily", schema=DAILY)
-    daily.append(_daily_rows())
+    daily.append(daily_rows())
     events = catalog.create_table("raw.events", schema=EVENTS)
     events.append(pa.table({"id": [1, 2, 3], "x": [1.0, 2.0, 3.0]}, schema=EVENTS))
     events.append(pa.table({"id": [4, 5], "x": [4.0, 8.0]}, schema=EVENTS))
@@ -181,7 +162,7 @@ def test_schedule_backfill_ui_trigger_and_asset_runs(
     live = catalog.create_table("raw.live", schema=EVENTS)
     live.append(pa.table({"id": [0], "x": [0.0]}, schema=EVENTS))
 
-    folder = _spec_folder(tmp_path, SPECS)
+    folder = spec_folder(tmp_path, SPECS)
     stack = StandaloneAirflow(
         home=tmp_path / "airflow",
         dags_folder=folder,
@@ -252,7 +233,7 @@ def test_schedule_backfill_ui_trigger_and_asset_runs(
             "the first backfill to be closed",
         )
         snapshots_before = _interval_snapshots(catalog)
-        rows_before = _rows(catalog, "feat.daily", ["ts", "value", "day"])
+        rows_before = table_rows(catalog, "feat.daily", ["ts", "value", "day"])
         _backfill(stack, "--reprocess-behavior", "completed")
         wait_for(
             lambda: (
@@ -277,30 +258,14 @@ def test_schedule_backfill_ui_trigger_and_asset_runs(
     assert {str(r[3])[:10] for r in backfilled} == {"2026-03-01", "2026-03-02", "2026-03-03"}
     seq = SPECS["backfill_daily.yaml"].replace("name: backfill_daily", "name: sequential_daily")
     seq = seq.replace("table: feat.daily,", "table: feat.daily_seq,")
-    seq_folder = _spec_folder(tmp_path / "seq", {"sequential_daily.yaml": seq})
-    for day in (2, 3, 4):
-        # dag.test() syncs the DAG's bundle, the configured dags folder: a child process with it.
-        # A manual run at midnight of day N covers the interval [N-1, N), as the backfill's runs do.
-        done = subprocess.run(
-            [
-                sys.executable,
-                str(RUNNER),
-                "sequential_daily",
-                f"2026-03-0{day}T00:00:00+00:00",
-                str(seq_folder),
-            ],
-            env={**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(seq_folder)},
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert "DAG RUN STATE success" in done.stdout, (done.stdout + done.stderr)[-3000:]
-    backfilled_rows = _rows(catalog, "feat.daily", ["ts", "value", "day"])
-    assert backfilled_rows == _rows(catalog, "feat.daily_seq", ["ts", "value", "day"])
+    seq_folder = spec_folder(tmp_path / "seq", {"sequential_daily.yaml": seq})
+    run_backfill_days_in_order("sequential_daily", seq_folder)
+    backfilled_rows = table_rows(catalog, "feat.daily", ["ts", "value", "day"])
+    assert backfilled_rows == table_rows(catalog, "feat.daily_seq", ["ts", "value", "day"])
     assert [r[2] for r in backfilled_rows] == ["2026-03-01"] * 5 + ["2026-03-02"] * 5 + ["2026-03-03"] * 5
     # The replayed backfill: the same rows, no new snapshot.
     assert _interval_snapshots(catalog) == snapshots_before
-    assert _rows(catalog, "feat.daily", ["ts", "value", "day"]) == rows_before
+    assert table_rows(catalog, "feat.daily", ["ts", "value", "day"]) == rows_before
 
     # UI trigger: exactly the requested snapshot's rows, with that snapshot in the lineage.
     feat = catalog.load_table("feat.events")

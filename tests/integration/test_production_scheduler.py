@@ -18,10 +18,7 @@ worker node (every task), and ``airflow standalone`` on PostgreSQL with connecti
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,16 +26,21 @@ import pytest
 
 from ray_operators.contract.lineage import INPUT_PREFIX, RUN_KEY
 from ray_operators.devstack.seaweedfs import INSTALL_HINT, find_weed
-from tests.airflow_helpers import RUNNER
 from tests.conftest import wait_for
+from tests.scheduler_helpers import (
+    DAILY,
+    EVENTS,
+    daily_rows,
+    run_backfill_days_in_order,
+    spec_folder,
+    table_rows,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(find_weed() is None, reason=f"SeaweedFS's `weed` binary not found: {INSTALL_HINT}"),
 ]
-DAILY = pa.schema([("ts", pa.timestamp("us", tz="UTC")), ("value", pa.float64())])
-EVENTS = pa.schema([("id", pa.int64()), ("x", pa.float64())])
 BIG_FILES, BIG_ROWS = 6, 40_000  # the preprocess stages that faults hit read 6 files of 40k rows
 #: The Ray connection in this (the test's) process: the session's `ray_default` is another head.
 RAY_CONN = "ray_production"
@@ -141,11 +143,7 @@ def production(tmp_path_factory, postgres):
     from ray_operators.devstack.standalone import StandaloneAirflow
 
     root = tmp_path_factory.mktemp("production")
-    folder = root / "dags"
-    (folder / "pipelines").mkdir(parents=True)
-    (folder / "lakehouse_pipelines.py").write_text((REPO / "dags" / "lakehouse_pipelines.py").read_text())
-    for name, text in SPECS.items():
-        (folder / "pipelines" / name).write_text(text)
+    folder = spec_folder(root, SPECS)
 
     stack = ProductionStack(root / "stack").start()
     saved = {k: os.environ.get(k) for k in stack.head.connection_env(RAY_CONN)}
@@ -179,12 +177,6 @@ def production(tmp_path_factory, postgres):
                 os.environ[key] = value
 
 
-def _daily_rows() -> pa.Table:
-    start = datetime(2026, 3, 1, tzinfo=UTC)
-    ts = [start + timedelta(hours=5 * i) for i in range(24)]  # 5 days, ~5 rows a day
-    return pa.table({"ts": ts, "value": [float(i * i % 17) for i in range(24)]}, schema=DAILY)
-
-
 def _big_batch(index: int) -> pa.Table:
     ids = pa.array(range(index * BIG_ROWS, (index + 1) * BIG_ROWS), pa.int64())
     return pa.table({"id": ids, "x": pa.array([float(i % 1013) for i in range(BIG_ROWS)])}, schema=EVENTS)
@@ -193,18 +185,13 @@ def _big_batch(index: int) -> pa.Table:
 def _seed(catalog) -> None:
     for ns in ("raw", "feat"):
         catalog.create_namespace_if_not_exists(ns)
-    catalog.create_table("raw.daily", schema=DAILY).append(_daily_rows())
+    catalog.create_table("raw.daily", schema=DAILY).append(daily_rows())
     big = catalog.create_table("raw.big", schema=EVENTS)
     for i in range(BIG_FILES):
         big.append(_big_batch(i))
     catalog.create_table("raw.events", schema=EVENTS).append(
         pa.table({"id": [1, 2], "x": [1.0, 2.0]}, schema=EVENTS)
     )
-
-
-def _rows(catalog, table: str, columns: list[str]) -> list[tuple]:
-    data = catalog.load_table(table).scan().to_arrow().select(columns).to_pylist()
-    return sorted(tuple(r[c] for c in columns) for r in data)
 
 
 # ---- backfill ------------------------------------------------------------------------------------
@@ -241,29 +228,17 @@ def test_backfill_over_three_intervals_equals_the_embedded_default(
     # The same spec, interval by interval, on the embedded default: SqlCatalog, one Ray head.
     iceberg.catalog.create_namespace_if_not_exists("raw")
     iceberg.catalog.create_namespace_if_not_exists("feat")
-    iceberg.catalog.create_table("raw.daily", schema=DAILY).append(_daily_rows())
+    iceberg.catalog.create_table("raw.daily", schema=DAILY).append(daily_rows())
     spec = DAILY_SPEC.format(
         name="embedded_daily",
         connections=f"connections: {{iceberg_conn_id: {iceberg.conn_id}}}",
         output="feat.daily",
     )
-    folder = tmp_path / "dags"
-    (folder / "pipelines").mkdir(parents=True)
-    (folder / "lakehouse_pipelines.py").write_text((REPO / "dags" / "lakehouse_pipelines.py").read_text())
-    (folder / "pipelines" / "embedded_daily.yaml").write_text(spec)
-    for day in (2, 3, 4):  # a run at midnight of day N covers [N-1, N), as the backfill's runs do
-        ran = subprocess.run(
-            [sys.executable, str(RUNNER), "embedded_daily", f"2026-03-0{day}T00:00:00+00:00", str(folder)],
-            env={**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(folder)},
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert "DAG RUN STATE success" in ran.stdout, (ran.stdout + ran.stderr)[-3000:]
+    run_backfill_days_in_order("embedded_daily", spec_folder(tmp_path, {"embedded_daily.yaml": spec}))
 
     columns = ["ts", "value", "day"]
-    production_rows = _rows(catalog, "feat.daily", columns)
-    assert production_rows == _rows(iceberg.catalog, "feat.daily", columns)
+    production_rows = table_rows(catalog, "feat.daily", columns)
+    assert production_rows == table_rows(iceberg.catalog, "feat.daily", columns)
     assert [r[2] for r in production_rows] == ["2026-03-01"] * 5 + ["2026-03-02"] * 5 + ["2026-03-03"] * 5
     # Each interval committed once, keyed by its interval, reading the REST catalog's snapshot.
     keys = [
@@ -373,6 +348,12 @@ def test_triggerer_restart_during_a_deferred_stage_runs_one_job(production):
         "the stage to defer on its Ray job",
     )
     (job,) = production.ray_jobs("prod_triggerer")
+    # Restart once the first triggerer runs the stage's trigger: Airflow writes one trigger log per
+    # triggerer job that runs it (``attempt=1.log.trigger.<job id>.log``).
+    task_logs = airflow.home / "logs" / "dag_id=prod_triggerer" / f"run_id={run_id}" / "task_id=prep"
+    first = wait_for(
+        lambda: list(task_logs.glob("attempt=1.log.trigger.*.log")), 120, 0.2, "the trigger to run"
+    )
     old = airflow.component_pids("triggerer")
     new = airflow.restart_triggerer()
     assert new not in old
@@ -386,7 +367,6 @@ def test_triggerer_restart_during_a_deferred_stage_runs_one_job(production):
     assert jobs[0]["status"] == "SUCCEEDED"
     commits = _check_one_commit(production, "prod_triggerer", run_id, "feat.big_triggerer")
     assert len(commits) == 1
-    # Two triggerers ran the stage's trigger: the first until its restart, the new one to the end
-    # (Airflow writes one trigger log per triggerer job: ``attempt=1.log.trigger.<job id>.log``).
-    task_logs = airflow.home / "logs" / "dag_id=prod_triggerer" / f"run_id={run_id}" / "task_id=prep"
-    assert len(list(task_logs.glob("attempt=1.log.trigger.*.log"))) == 2, list(task_logs.iterdir())
+    # Two triggerers ran the stage's trigger: the first until its restart, the new one to the end.
+    after = list(task_logs.glob("attempt=1.log.trigger.*.log"))
+    assert len(after) == 2 and set(first) < set(after), list(task_logs.iterdir())
