@@ -1,8 +1,11 @@
 """`make airflow`: the embedded stack with the real Airflow scheduler, triggerer and web UI.
 
-The same state as `make demo` (``.local/``: Airflow home on SQLite, SqlCatalog + warehouse, raw
-data, an embedded Ray head with token auth), served by ``airflow standalone`` on localhost with
-the pipelines of ``dags/pipelines`` loaded. Trigger runs from the UI (with params), watch the
+The same state as `make demo` (``.local/``: SqlCatalog + warehouse, raw data, an embedded Ray head
+with token auth), served by ``airflow standalone`` on localhost with the pipelines of
+``dags/pipelines`` loaded. Airflow's metadata lives in a private PostgreSQL cluster
+(``.local/postgres``, kept between runs; a throwaway one where its server user cannot reach that
+folder), so CLI commands beside the scheduler never find it locked; SQLite in the Airflow home
+where no PostgreSQL server is installed. Trigger runs from the UI (with params), watch the
 sensors defer, run ``airflow backfill create`` in another shell (``make airflow-shell`` prints the
 environment to use). Ctrl-C stops everything it started, by pid.
 
@@ -48,14 +51,19 @@ def main(argv: list[str] | None = None) -> int:
     from ray_operators.devstack.ray_cluster import LocalRayHead
     from ray_operators.devstack.standalone import StandaloneAirflow
 
-    head = LocalRayHead(workdir=root / "ray").start()
-    print(f"==> Ray head with token auth; dashboard {head.address}", flush=True)
-    stack = None
+    postgres = _start_postgres(root)
+    head = stack = None
     try:
+        head = LocalRayHead(workdir=root / "ray").start()
+        print(f"==> Ray head with token auth; dashboard {head.address}", flush=True)
         env.update(head.connection_env("ray_default"))
         os.environ.update(env)
         stack = StandaloneAirflow(
-            home=root / "airflow", dags_folder=project / "dags", plugins_folder=project / "plugins", env=env
+            home=root / "airflow",
+            dags_folder=project / "dags",
+            plugins_folder=project / "plugins",
+            env=env,
+            database_url=postgres.url if postgres else None,
         )
         stack.port = args.port if _free(args.port) else free_port()
         print(
@@ -86,10 +94,41 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 0
     finally:
-        print("==> Stopping Airflow and the Ray head", flush=True)
+        print("==> Stopping Airflow, the Ray head" + (" and PostgreSQL" if postgres else ""), flush=True)
         if stack is not None:
             stack.stop()
-        head.stop()
+        if head is not None:
+            head.stop()
+        if postgres is not None:
+            postgres.stop()
+
+
+def _start_postgres(root: Path):
+    """Airflow's metadata database: PostgreSQL under ``root/postgres`` when possible."""
+    from ray_operators.devstack.postgres import (
+        INSTALL_HINT,
+        LocalPostgres,
+        find_postgres_bin,
+        server_can_reach,
+    )
+
+    if find_postgres_bin() is None:
+        print(f"==> No PostgreSQL server ({INSTALL_HINT}): Airflow's metadata in SQLite", flush=True)
+        return None
+    workdir = root / "postgres"
+    if server_can_reach(workdir):
+        server = LocalPostgres(workdir=workdir).start()
+        print(
+            f"==> PostgreSQL (Airflow's metadata) on 127.0.0.1:{server.port}, data in {workdir}", flush=True
+        )
+    else:
+        server = LocalPostgres().start()
+        print(
+            f"==> PostgreSQL (Airflow's metadata) on 127.0.0.1:{server.port}, in a temporary folder: its "
+            f"server user cannot reach {workdir}, so the metadata is not kept between runs",
+            flush=True,
+        )
+    return server
 
 
 def _free(port: int) -> bool:

@@ -185,9 +185,17 @@ class LocalPostgres:
                 "synchronous_commit": "off",
                 "full_page_writes": "off",
             }
-            # postgresql.auto.conf is read last: these win over anything earlier.
-            with (self.data_dir / "postgresql.auto.conf").open("a") as conf:
-                conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+            # postgresql.auto.conf is read last: these win over anything earlier. A data directory
+            # kept from an earlier start gets them again (a new port): rewritten, not appended.
+            auto = self.data_dir / "postgresql.auto.conf"
+            kept = [
+                line
+                for line in (auto.read_text().splitlines() if auto.exists() else [])
+                if line.split("=", 1)[0].strip() not in settings
+            ]
+            auto.write_text(
+                "\n".join([*kept, *(f"{key} = {value}" for key, value in settings.items())]) + "\n"
+            )
             self._server_tool(
                 "pg_ctl",
                 "-D",
@@ -201,7 +209,8 @@ class LocalPostgres:
                 timeout=timeout + 30,
             )
             self.pid = self._postmaster_pid()
-            self.create_database(self.database)
+            if self.database not in self.databases():
+                self.create_database(self.database)
         except BaseException:
             self.stop()
             raise
@@ -253,6 +262,31 @@ class LocalPostgres:
             raise RuntimeError(f"createdb {name} failed: {done.stderr.strip()}")
         return self.database_url(name)
 
+    def databases(self) -> set[str]:
+        """The names of the cluster's databases."""
+        done = subprocess.run(
+            [
+                str(self._tool("psql")),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                "postgres",
+                "-Atc",
+                "SELECT datname FROM pg_database",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PGCONNECT_TIMEOUT": "10"},
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"listing databases failed: {done.stderr.strip()}")
+        return set(done.stdout.split())
+
     def dump(self, name: str) -> str:
         """Database ``name`` as SQL text (``pg_dump``): every row of every table, to audit it."""
         done = subprocess.run(
@@ -291,6 +325,38 @@ class LocalPostgres:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def server_can_reach(path: Path) -> bool:
+    """Whether the server's OS user may use ``path`` as its workdir: as root the server runs as
+    :data:`SERVER_USER`, which needs search permission on every existing ancestor (a private
+    home or pytest's ``/tmp/pytest-of-root`` refuses it)."""
+    if os.geteuid() != 0:
+        return True
+    import stat
+
+    account = _server_user()
+    groups = {account.pw_gid, *(g.gr_gid for g in _groups_of(account.pw_name))}
+    for folder in [path, *path.parents]:
+        try:
+            info = folder.stat()
+        except FileNotFoundError:
+            continue  # created by start(), owned by the server's user
+        if info.st_uid == account.pw_uid:
+            bit = stat.S_IXUSR
+        elif info.st_gid in groups:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not info.st_mode & bit:
+            return False
+    return True
+
+
+def _groups_of(user: str) -> list:
+    import grp
+
+    return [g for g in grp.getgrall() if user in g.gr_mem]
 
 
 def _stop_pid(pid: int, timeout: float) -> None:
