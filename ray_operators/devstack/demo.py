@@ -122,13 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         "--export",
         type=Path,
         default=None,
-        help="also write every table's rows as <DIR>/<table>.parquet (to compare two runs)",
-    )
-    parser.add_argument(
-        "--airflow-db",
-        default=None,
-        metavar="URL",
-        help="production: Airflow's metadata in this PostgreSQL database (default: a private server)",
+        help="also write every table's rows as <DIR>/<table>.parquet (to compare two runs); on the "
+        "production shape also Airflow's metadata database as <DIR>/airflow-metadata.sql (pg_dump)",
     )
     parser.add_argument(
         "--stack",
@@ -179,7 +174,7 @@ def _demo(args: argparse.Namespace, project: Path, root: Path, started: float, s
     if stack is None:
         runs, ray_jobs = _run_embedded(project, root)
     else:
-        runs, ray_jobs = _run_on_scheduler(project, root, env, args.airflow_db)
+        runs, ray_jobs = _run_on_scheduler(project, root, env, args.export)
     report = build_report(runs, batch, time.monotonic() - started)
     report["ray_jobs"] = ray_jobs
     if args.export:
@@ -218,7 +213,7 @@ def _run_embedded(project: Path, root: Path) -> tuple[list[dict[str, Any]], list
 
 
 def _run_on_scheduler(
-    project: Path, root: Path, env: dict[str, str], database_url: str | None
+    project: Path, root: Path, env: dict[str, str], export: Path | None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``airflow standalone`` on PostgreSQL: spark_logs from its schedule, the other two through
     the REST API (lakehouse with the ``snapshot_ids`` param, as a UI trigger with params)."""
@@ -226,11 +221,12 @@ def _run_on_scheduler(
     from ray_operators.devstack.standalone import StandaloneAirflow
 
     postgres = None
-    if database_url is None and find_postgres_bin() is not None:
+    database_url = None
+    if find_postgres_bin() is not None:
         postgres = LocalPostgres().start()
         database_url = postgres.url
         print(f"==> PostgreSQL for Airflow's metadata on 127.0.0.1:{postgres.port}", flush=True)
-    elif database_url is None:
+    else:
         print(f"==> No PostgreSQL server ({INSTALL_HINT}): Airflow's metadata stays in SQLite", flush=True)
         # Fresh metadata each run, as with the throwaway PostgreSQL (the tables persist in S3).
         (root / "airflow" / "airflow.db").unlink(missing_ok=True)
@@ -264,7 +260,12 @@ def _run_on_scheduler(
         print("==> Stopping Airflow" + (" and PostgreSQL" if postgres else ""), flush=True)
         airflow.stop()
         if postgres is not None:
-            postgres.stop()
+            try:
+                if export is not None:  # what Airflow kept (XCom, rendered fields, confs), to audit
+                    export.mkdir(parents=True, exist_ok=True)
+                    (export / "airflow-metadata.sql").write_text(postgres.dump(postgres.database))
+            finally:
+                postgres.stop()
 
 
 def _wait_parsed(airflow: Any, wanted: set[str], timeout: float = 300.0) -> None:
@@ -402,9 +403,16 @@ def build_report(runs: list[dict[str, Any]], batch: dict[str, Any], seconds: flo
     for run in runs:
         for task_id, value in run["tasks"].items():
             if not isinstance(value, dict) or "submission_id" not in value:
-                ids = (value or {}).get("snapshot_ids") if isinstance(value, dict) else None
+                found = value if isinstance(value, dict) else {}
                 stages.append(
-                    {"dag_id": run["dag_id"], "task_id": task_id, "kind": "sensor", "snapshot_ids": ids}
+                    {
+                        "dag_id": run["dag_id"],
+                        "task_id": task_id,
+                        "kind": "sensor",
+                        "snapshot_ids": found.get("snapshot_ids"),
+                        # "requested" when the run's params named the snapshots, else what it saw
+                        "found_by": found.get("kind"),
+                    }
                 )
                 continue
             result = value.get("result") or {}
@@ -515,7 +523,8 @@ def format_report(report: dict[str, Any]) -> str:
     for s in report["stages"]:
         name = f"{s['dag_id']}.{s['task_id']}"
         if s["kind"] == "sensor":
-            out.append(f"  {name:<28} (sensor) new snapshots: {s.get('snapshot_ids')}")
+            how = "requested by the run's params" if s.get("found_by") == "requested" else "new snapshots"
+            out.append(f"  {name:<28} (sensor) {how}: {s.get('snapshot_ids')}")
             continue
         secs = f"{s['seconds']:.1f}s" if s["seconds"] is not None else "-"
         out.append(

@@ -180,11 +180,10 @@ class LocalPostgres:
                 "unix_socket_directories": f"'{self.socket_dir}'",
                 # Scheduler, dag-processor, triggerer, API server workers: a pool each.
                 "max_connections": "200",
-                # Throwaway data: no durability needed.
-                "fsync": "off",
-                "synchronous_commit": "off",
-                "full_page_writes": "off",
             }
+            # Throwaway data (a temporary workdir) needs no durability; a kept one does.
+            durable = "off" if self._owns_workdir else "on"
+            settings.update(fsync=durable, synchronous_commit=durable, full_page_writes=durable)
             # postgresql.auto.conf is read last: these win over anything earlier. A data directory
             # kept from an earlier start gets them again (a new port): rewritten, not appended.
             auto = self.data_dir / "postgresql.auto.conf"
@@ -383,4 +382,4 @@ def _is_postgres(pid: int) -> bool:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return False
-    return state != "Z" and b"postgres" in cmdline
+    return state != "Z" and cmdline.split(b"\0")[0].rsplit(b"/", 1)[-1] in (b"postgres", b"postmaster")

@@ -199,6 +199,7 @@ class LocalRayWorker:
         """Join the head and wait until the cluster lists this node's resources."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._temp_dir = tempfile.mkdtemp(prefix="rayw")
+        self.node_id: str | None = None  # the Ray node id, once joined
         before = self._alive_nodes()  # ids: a node killed just now may still be listed as alive
         self.process = _start_node(self, [f"--address={self.head.gcs_address}"])
         deadline = time.monotonic() + self.startup_timeout
@@ -207,7 +208,9 @@ class LocalRayWorker:
                 code = self.process.returncode
                 self.stop()
                 raise RuntimeError(f"ray start (worker) exited with {code}; see {self.log_path}")
-            if self._alive_nodes() - before:
+            joined = self._alive_nodes() - before
+            if joined:
+                self.node_id = sorted(joined)[0]
                 return self
             time.sleep(0.5)
         self.stop()

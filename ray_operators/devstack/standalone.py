@@ -57,6 +57,8 @@ class StandaloneAirflow:
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._token: str | None = None
+        self._first_job_id = 0
+        self._ports: tuple[int, int, int] | None = None  # worker log, trigger log, health check
         self._started: list[subprocess.Popen[bytes]] = []  # components restarted by hand
 
     @property
@@ -72,10 +74,13 @@ class StandaloneAirflow:
         return f"http://127.0.0.1:{self.port}"
 
     def environment(self) -> dict[str, str]:
-        # All ports picked in one go, so they are distinct (from a port given by the caller too).
-        picked = [p for p in free_ports(5) if p != self.port]
-        self.port = self.port or picked.pop()
-        worker_log, trigger_log, health = picked[:3]
+        # All ports picked in one go, so they are distinct (from a port given by the caller too),
+        # and kept: the CLI and a restarted triggerer must agree with the running components.
+        if self._ports is None:
+            picked = [p for p in free_ports(5) if p != self.port]
+            self.port = self.port or picked.pop()
+            self._ports = (picked[0], picked[1], picked[2])
+        worker_log, trigger_log, health = self._ports
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
         env.update(
             {
@@ -110,6 +115,11 @@ class StandaloneAirflow:
         if self.process is not None and self.process.poll() is None:
             return self
         self.home.mkdir(parents=True, exist_ok=True)
+        # A kept metadata database may hold rows of components stopped uncleanly: only jobs
+        # started from now on count as up.
+        self._first_job_id = (
+            max((row[0] or 0 for row in self.query("SELECT MAX(id) FROM job")), default=0) + 1
+        )
         env = self.environment()
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -133,7 +143,7 @@ class StandaloneAirflow:
         raise RuntimeError(f"airflow standalone did not come up in {timeout}s; see {self.log_path}")
 
     def _jobs_alive(self, kinds: set[str]) -> bool:
-        rows = self.query("SELECT job_type FROM job WHERE state = 'running'")
+        rows = self.query("SELECT job_type FROM job WHERE state = 'running' AND id >= ?", self._first_job_id)
         return kinds <= {row[0] for row in rows}
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -297,7 +307,8 @@ class StandaloneAirflow:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 text = response.read().decode()
         except urllib.error.HTTPError as error:
-            detail = error.read().decode(errors="replace")[:2000]
+            # A validation error echoes the request body: never the login's (it holds the password).
+            detail = "(not shown)" if path == "/auth/token" else error.read().decode(errors="replace")[:2000]
             if error.code == 401 and token:
                 raise PermissionError(f"{method} {path}: 401 {detail}") from None
             raise RuntimeError(f"{method} {path}: HTTP {error.code}: {detail}") from None
@@ -333,9 +344,11 @@ class StandaloneAirflow:
         raise RuntimeError(f"run {dag_id}/{run_id} did not finish in {timeout}s; see {self.log_path}")
 
     def stop(self, grace: float = 30.0) -> None:
-        """SIGTERM each process group started (standalone's, and restarted components'), then
-        SIGKILL what is left after ``grace`` seconds."""
+        """SIGTERM each process group started (standalone's, and restarted components'): every
+        component gets it and shuts down cleanly (ending its job row); SIGKILL what is left after
+        ``grace`` seconds."""
         self._token = None
+        self._ports = None  # a later start picks free ones again
         started = [p for p in (self.process, *self._started) if p is not None]
         self.process, self._started = None, []
         for process in started:
@@ -343,12 +356,12 @@ class StandaloneAirflow:
                 os.killpg(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         for process in started:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
+            # standalone itself exits at once: wait for its components, the rest of its group.
+            while _group_alive(process.pid) and time.monotonic() < deadline:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=0.2)  # reaps the leader, so it stops counting as alive
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)  # children left behind by a stopped leader
+                os.killpg(process.pid, signal.SIGKILL)
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -367,3 +380,17 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any live (not zombie) process is left in process group ``pgid``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat[2]) == pgid and stat[0] != "Z":
+            return True
+    return False

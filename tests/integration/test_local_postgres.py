@@ -45,18 +45,22 @@ def test_a_kept_data_folder_starts_again_with_its_databases():
 
 
 def test_server_can_reach_needs_search_permission_on_every_ancestor(tmp_path):
-    private = tmp_path / "private"
-    private.mkdir()
-    private.chmod(0o700)
-    open_ = tmp_path / "open"
-    open_.mkdir()
-    open_.chmod(0o755)
     if os.geteuid() != 0:
         # Not root: the server runs as this user, who can reach its own folders.
-        assert server_can_reach(private / "postgres")
+        assert server_can_reach(tmp_path / "postgres")
         return
-    # As root the server runs as an unprivileged user: a folder only root may enter refuses it,
-    # and so does any folder below one.
-    assert not server_can_reach(private / "postgres")
-    ancestors_open = all(p.stat().st_mode & stat.S_IXOTH for p in [open_, *open_.parents])
-    assert server_can_reach(open_ / "postgres") == ancestors_open
+    # As root the server runs as an unprivileged user: it needs search permission on every
+    # ancestor. An open folder (0755 below /tmp) is reachable; one only root may enter is not,
+    # and neither is anything below it.
+    base = Path(tempfile.mkdtemp(prefix="lakehouse-pg-reach-"))
+    try:
+        base.chmod(0o755)
+        (base / "private").mkdir(mode=0o700)
+        (base / "private").chmod(0o700)
+        assert all(p.stat().st_mode & stat.S_IXOTH for p in base.parents)
+        assert server_can_reach(base / "postgres")
+        assert server_can_reach(base / "not" / "yet" / "made")
+        assert not server_can_reach(base / "private" / "postgres")
+        assert not server_can_reach(base / "private")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -17,6 +17,7 @@ worker node (every task), and ``airflow standalone`` on PostgreSQL with connecti
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -293,11 +294,16 @@ def test_worker_node_lost_mid_preprocess_commits_exactly_once(production):
     airflow, stack = production.airflow, production.stack
     run_id = airflow.trigger("prod_worker_lost")
     job = _running_job(production, "prod_worker_lost")
-    lost = stack.worker.pid
+    lost = stack.worker.node_id
     stack.worker.kill()  # SIGKILL to the node's process group: raylet, workers, object store
+    # The kill landed inside the stage: its Ray job had not finished.
+    (during,) = [
+        j for j in production.ray_jobs("prod_worker_lost") if j["submission_id"] == job["submission_id"]
+    ]
+    assert during["status"] == "RUNNING", during
     time.sleep(3)
-    stack.start_worker()
-    assert stack.worker.pid != lost
+    joined = stack.start_worker().node_id
+    assert lost and joined and joined != lost
     state = airflow.wait_run("prod_worker_lost", run_id, timeout=900)
     assert state == "success", production.logs()[-5000:]
     commits = _check_one_commit(production, "prod_worker_lost", run_id, "feat.big_worker_lost")
@@ -307,8 +313,20 @@ def test_worker_node_lost_mid_preprocess_commits_exactly_once(production):
     jobs = production.ray_jobs("prod_worker_lost")
     assert job["submission_id"] in {j["submission_id"] for j in jobs}
     assert [j["status"] for j in jobs].count("SUCCEEDED") == 1, jobs
+    # Ray Data had started executing before the kill (see _running_job), and the job still had
+    # work for a worker after it: tasks of the successful job ran on the node that joined later.
+    # (Attempts that were running on the killed node are not listed: their events died with it.)
+    ((value,),) = airflow.query(
+        "SELECT value FROM xcom WHERE dag_id = 'prod_worker_lost' AND run_id = ? AND task_id = 'prep' "
+        "AND key = 'return_value'",
+        run_id,
+    )
+    nodes = set(json.loads(value)["result"]["ray"]["task_nodes"])
+    assert f"worker:{joined[:8]}" in nodes, nodes
     _, tries = production.task_state("prod_worker_lost", run_id, "prep")
-    print(f"worker lost: {len(jobs)} Ray job(s), task tries {tries}")
+    if len(jobs) > 1:  # the job failed and the task's retry submitted a new attempt
+        assert tries > 1, (tries, jobs)
+    print(f"worker lost: {len(jobs)} Ray job(s), task tries {tries}, task nodes {sorted(nodes)}")
 
 
 def test_storage_stopped_while_a_sensor_waits(production):
@@ -323,7 +341,7 @@ def test_storage_stopped_while_a_sensor_waits(production):
     time.sleep(3)  # the trigger has polled and saved its starting point
     stack.storage.stop()
     try:
-        time.sleep(12)  # polls fail: the trigger backs off (1s, 2s, 4s, 8s)
+        time.sleep(12)  # polls fail: the trigger backs off (2s, 4s, 8s, ...)
     finally:
         stack.storage.start()
     assert production.task_state("prod_sense", run_id, "wait")[0] == "deferred"

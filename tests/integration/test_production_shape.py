@@ -29,6 +29,8 @@ from pathlib import Path
 import pytest
 
 from ray_operators.devstack.demo import TABLES
+from ray_operators.devstack.postgres import INSTALL_HINT as PG_INSTALL_HINT
+from ray_operators.devstack.postgres import find_postgres_bin
 from ray_operators.devstack.seaweedfs import INSTALL_HINT, find_weed
 from ray_operators.devstack.stack import SECRET_ENV
 
@@ -90,6 +92,15 @@ def _decoded_specs(jobs: list[dict]) -> str:
     return "\n".join(out)
 
 
+def _copied_rows(dump: str, table: str) -> list[dict[str, str]]:
+    """The rows of ``table`` in a ``pg_dump`` (its ``COPY ... FROM stdin`` block), by column."""
+    header = re.search(rf"^COPY public\.{table} \((.*)\) FROM stdin;$", dump, re.M)
+    assert header, f"no {table} in the dump"
+    columns = [c.strip().strip('"') for c in header.group(1).split(",")]
+    block = dump[header.end() + 1 :].split("\n\\.\n", 1)[0]
+    return [dict(zip(columns, line.split("\t"), strict=True)) for line in block.splitlines() if line]
+
+
 def _files_text(folder: Path) -> str:
     return "\n".join(
         p.read_bytes().decode("latin-1")
@@ -99,14 +110,13 @@ def _files_text(folder: Path) -> str:
 
 
 @pytest.mark.skipif(find_weed() is None, reason=f"SeaweedFS's `weed` binary not found: {INSTALL_HINT}")
-def test_the_demo_on_the_production_shape_equals_the_embedded_default(tmp_path, postgres):
+@pytest.mark.skipif(find_postgres_bin() is None, reason=f"PostgreSQL not found: {PG_INSTALL_HINT}")
+def test_the_demo_on_the_production_shape_equals_the_embedded_default(tmp_path):
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RAY_", "LAKEHOUSE_"))}
     embedded, _ = _demo(tmp_path / "embedded", "embedded", clean)
     chosen = {name: "LHTEST" + secrets.token_hex(12).upper() for name in SECRET_ENV}
-    database = postgres.create_database("demo_stack")
-    production, out = _demo(
-        tmp_path / "production", "production", {**clean, **chosen}, "--airflow-db", database
-    )
+    # As `make demo-stack` runs: its own PostgreSQL for Airflow, dumped into the export at the end.
+    production, out = _demo(tmp_path / "production", "production", {**clean, **chosen})
 
     for report in (embedded, production):
         assert [r["state"] for r in report["runs"]] == ["success"] * 3, report["runs"]
@@ -120,8 +130,11 @@ def test_the_demo_on_the_production_shape_equals_the_embedded_default(tmp_path, 
     assert runs["lakehouse"]["started_by"] == (
         f'the REST API, params {{"snapshot_ids": [{curated_commit}]}}'
     ), runs
+    # The sensor took the snapshot from the params (a first run would find the same one itself).
     sensed = next(s for s in production["stages"] if s["task_id"] == "sense_curated")
-    assert sensed["snapshot_ids"] == [curated_commit]
+    assert (sensed["found_by"], sensed["snapshot_ids"]) == ("requested", [curated_commit])
+    embedded_sensed = next(s for s in embedded["stages"] if s["task_id"] == "sense_curated")
+    assert embedded_sensed["found_by"] != "requested"
     assert {r["started_by"] for r in embedded["runs"]} == {"dag.test()"}
 
     # Row for row, every table: curated, quarantined, features, the model row and its predictions.
@@ -156,8 +169,13 @@ def test_the_demo_on_the_production_shape_equals_the_embedded_default(tmp_path, 
     airflow_home = tmp_path / "production" / "airflow"
     logs = [p for p in (airflow_home / "logs").rglob("*") if p.is_file()]
     assert any("run_id=manual__" in str(p) for p in logs), "the task logs of the REST-triggered runs"
-    metadata = postgres.dump("demo_stack")
+    metadata = (tmp_path / "production" / "export" / "airflow-metadata.sql").read_text()
     assert "COPY public.xcom " in metadata and "curate_csv" in metadata  # the dump holds the runs
+    # The REST API stored the trigger's conf on the run, as the UI does; spark_logs was scheduled.
+    dag_runs = _copied_rows(metadata, "dag_run")
+    lakehouse_run = next(r for r in dag_runs if r["dag_id"] == "lakehouse")
+    assert json.loads(lakehouse_run["conf"]) == {"snapshot_ids": [curated_commit]}
+    assert [r["run_type"] for r in dag_runs if r["dag_id"] == "spark_logs"] == ["scheduled"]
     jobs = production["ray_jobs"]
     assert len(jobs) == len(stages)
     seen = {
@@ -166,7 +184,7 @@ def test_the_demo_on_the_production_shape_equals_the_embedded_default(tmp_path, 
         "stage specs in the Ray job list": _decoded_specs(jobs),
         "demo report": json.dumps(production),
         "Airflow home (task logs, standalone's log)": _files_text(airflow_home),
-        "Airflow metadata database": metadata,
+        "Airflow metadata database (pg_dump)": metadata,
     }
     assert "s3.endpoint" in seen["stage specs in the Ray job list"]  # the decoding worked
     for secret in chosen.values():
