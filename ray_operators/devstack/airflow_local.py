@@ -16,12 +16,10 @@ Login: user ``admin``; Airflow's simple auth manager generates the password on f
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from ray_operators.devstack.demo import generate_batch, prepare
@@ -71,9 +69,12 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         stack.start(timeout=300)
-        _wait_ui(stack.url)
-        dags = _wait_dags(stack, {"lakehouse", "spark_logs", "curate_samples", "features_on_snapshot"})
-        password = _password(root / "airflow")
+        stack.wait_api()
+        dags = stack.wait_parsed({"lakehouse", "spark_logs", "curate_samples", "features_on_snapshot"})
+        try:
+            password = stack.password(timeout=30)
+        except RuntimeError:
+            password = f"(see {stack.passwords_path})"
         print(f"\n    Airflow UI: {stack.url}   login: admin / {password}", flush=True)
         print(f"    pipelines: {', '.join(sorted(dags))}", flush=True)
         print(
@@ -140,43 +141,6 @@ def _free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _wait_ui(url: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/api/v2/version", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise RuntimeError(f"the Airflow UI did not answer at {url} in {timeout}s")
-
-
-def _wait_dags(stack, wanted: set[str], timeout: float = 180) -> set[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = {row[0] for row in stack.query("SELECT dag_id FROM dag")}
-        if wanted <= found:
-            return found
-        time.sleep(1)
-    raise RuntimeError(
-        f"pipelines not parsed in {timeout}s: missing {sorted(wanted - found)}; see {stack.log_path}"
-    )
-
-
-def _password(home: Path) -> str:
-    path = home / "simple_auth_manager_passwords.json.generated"
-    for _ in range(30):
-        if path.exists():
-            try:
-                return json.loads(path.read_text()).get("admin", "?")
-            except ValueError:
-                pass
-        time.sleep(1)
-    return f"(see {path})"
 
 
 def _write_env_file(root: Path, env: dict[str, str]) -> None:

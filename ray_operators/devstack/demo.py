@@ -249,7 +249,10 @@ def _run_on_scheduler(
         airflow.start(timeout=300)
         airflow.wait_api()
         print(f"    Airflow UI {airflow.url} (login admin; password in {airflow.passwords_path})", flush=True)
-        _wait_parsed(airflow, set(PIPELINES))
+        airflow.wait_parsed(set(PIPELINES))
+        errors = airflow.query("SELECT filename, stacktrace FROM import_error")
+        if errors:
+            raise SystemExit(f"DAG import errors: {errors}")
         runs = []
         for dag_id in PIPELINES:
             runs.append(_scheduler_run(airflow, dag_id, runs))
@@ -266,18 +269,6 @@ def _run_on_scheduler(
                     (export / "airflow-metadata.sql").write_text(postgres.dump(postgres.database))
             finally:
                 postgres.stop()
-
-
-def _wait_parsed(airflow: Any, wanted: set[str], timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        errors = airflow.query("SELECT filename, stacktrace FROM import_error")
-        if errors:
-            raise SystemExit(f"DAG import errors: {errors}")
-        if wanted <= {row[0] for row in airflow.query("SELECT dag_id FROM dag")}:
-            return
-        time.sleep(1)
-    raise SystemExit(f"the pipelines {sorted(wanted)} were not parsed in {timeout}s; see {airflow.log_path}")
 
 
 def _scheduler_run(airflow: Any, dag_id: str, earlier: list[dict[str, Any]]) -> dict[str, Any]:

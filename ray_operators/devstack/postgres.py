@@ -250,55 +250,36 @@ class LocalPostgres:
         """Create database ``name`` (it must not exist); returns its SQLAlchemy URL."""
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
             raise ValueError(f"not a plain database name: {name!r}")
-        done = subprocess.run(
-            [str(self._tool("createdb")), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, name],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "PGCONNECT_TIMEOUT": "10"},
-        )
+        done = self._client("createdb", name)
         if done.returncode != 0:
             raise RuntimeError(f"createdb {name} failed: {done.stderr.strip()}")
         return self.database_url(name)
 
     def databases(self) -> set[str]:
         """The names of the cluster's databases."""
-        done = subprocess.run(
-            [
-                str(self._tool("psql")),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-U",
-                self.user,
-                "-d",
-                "postgres",
-                "-Atc",
-                "SELECT datname FROM pg_database",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "PGCONNECT_TIMEOUT": "10"},
-        )
+        done = self._client("psql", "-d", "postgres", "-Atc", "SELECT datname FROM pg_database")
         if done.returncode != 0:
             raise RuntimeError(f"listing databases failed: {done.stderr.strip()}")
         return set(done.stdout.split())
 
     def dump(self, name: str) -> str:
         """Database ``name`` as SQL text (``pg_dump``): every row of every table, to audit it."""
-        done = subprocess.run(
-            [str(self._tool("pg_dump")), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, name],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        done = self._client("pg_dump", name, timeout=300)
         if done.returncode != 0:
             raise RuntimeError(f"pg_dump {name} failed: {done.stderr.strip()}")
         return done.stdout
 
     # -- helpers -----------------------------------------------------------------------------
+    def _client(self, tool: str, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run a client tool (``createdb``, ``psql``, ``pg_dump``) against this server over TCP."""
+        return subprocess.run(
+            [str(self._tool(tool)), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "PGCONNECT_TIMEOUT": "10"},
+        )
+
     def _tool(self, name: str) -> Path:
         assert self.bin_dir is not None
         return self.bin_dir / name

@@ -325,6 +325,24 @@ class StandaloneAirflow:
                 time.sleep(1)
         raise RuntimeError(f"the Airflow API did not answer at {self.url} in {timeout}s; see {self.log_path}")
 
+    def wait_parsed(self, wanted: set[str], timeout: float = 300.0) -> set[str]:
+        """Wait until the dag-processor has stored every DAG in ``wanted``; returns all DAG ids.
+
+        A spec that fails to import breaks only its own DAG: other import errors are the caller's
+        to judge (``SELECT ... FROM import_error``); they are named when ``wanted`` times out."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = {row[0] for row in self.query("SELECT dag_id FROM dag")}
+            if wanted <= found:
+                return found
+            if time.monotonic() > deadline:
+                errors = self.query("SELECT filename, stacktrace FROM import_error")
+                raise RuntimeError(
+                    f"DAGs not parsed in {timeout}s: missing {sorted(wanted - found)}; import errors: "
+                    f"{errors or 'none'}; see {self.log_path}"
+                )
+            time.sleep(1)
+
     def set_paused(self, dag_id: str, paused: bool) -> None:
         self.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
 

@@ -160,13 +160,7 @@ def production(tmp_path_factory, postgres):
         )
         with airflow:
             airflow.wait_api()
-            wanted = {name.removesuffix(".yaml") for name in SPECS}
-            wait_for(
-                lambda: wanted <= {r[0] for r in airflow.query("SELECT dag_id FROM dag")},
-                timeout=300,
-                interval=1,
-                what=f"the pipelines to be parsed (see {airflow.log_path})",
-            )
+            airflow.wait_parsed({name.removesuffix(".yaml") for name in SPECS})
             assert not airflow.query("SELECT filename, stacktrace FROM import_error")
             yield Production(stack, airflow, catalog)
     finally:
