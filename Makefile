@@ -17,6 +17,8 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e ".[dev,train,spark,stack]" 2>&1 | $(PIP_QUIET)
 	$(PY) -c "import airflow, ray, pyiceberg, ray_operators"
+	# Spark 3.5.9 and the Iceberg Spark runtime, apart in $(VENV)/spark (see ray_operators/spark/runtime.py).
+	$(PY) -m ray_operators.spark.runtime install 2>&1 | $(PIP_QUIET)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -9,6 +9,9 @@ RUN_ID = "lakehouse.run-id"
 TASK_ID = "lakehouse.task-id"
 SUBMISSION_ID = "lakehouse.ray-submission-id"
 STAGE = "lakehouse.stage"
+#: The engine that computed a commit (``ray`` or ``spark``), and a Spark commit's application id.
+ENGINE = "lakehouse.engine"
+SPARK_APP_ID = "lakehouse.spark-app-id"
 #: ``lakehouse.input.<table>``: the snapshot (``123``), range (``1..5``) or list (``1+3``) read.
 INPUT_PREFIX = "lakehouse.input."
 #: On a commit whose run key was committed before and rolled back off the branch: those snapshot ids.

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from ray_operators.contract.spec import StageError, StageSpec, TableInput
+from ray_operators.curation.spark_logs import parse_line
 from ray_operators.devstack.demo_data import MALFORMED, generate_spark_logs
-from ray_operators.jobs.curate import parse_line
 
 
 def _spec(**overrides):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from ray_operators.contract.spec import STORAGE_ROOT, StageError, StageSpec, catalog_env_properties
+from ray_operators.curation.spark_logs import discover
 from ray_operators.jobs import storage
-from ray_operators.jobs.curate import discover
 from ray_operators.jobs.tabular import discover as discover_tabular
 
 
