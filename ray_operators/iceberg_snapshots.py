@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+from ray_operators.contract.lineage import RUN_KEY
+
 DEFAULT_OPERATIONS = ("append", "overwrite", "delete")
 
 
@@ -177,14 +179,58 @@ def operation(snapshot: Any) -> str:
     return str(getattr(op, "value", op) or "append")
 
 
-def summary_value(snapshot: Any, key: str) -> str | None:
+#: Iceberg's write-audit-publish (how the Spark curate engine commits): a staged snapshot carries
+#: ``wap.id``; a cherry-pick publishes it, by fast-forward (the staged snapshot itself, its summary
+#: intact) or, when the branch moved meanwhile, as a new snapshot that carries ``published-wap-id``
+#: and ``source-snapshot-id`` and none of the staged snapshot's own properties. Our writers use the
+#: commit's run key as its WAP id.
+STAGED_WAP_ID = "wap.id"
+PUBLISHED_WAP_ID = "published-wap-id"
+SOURCE_SNAPSHOT_ID = "source-snapshot-id"
+
+
+def _summary_props(snapshot: Any) -> Mapping[str, str]:
     summary = snapshot.summary
     if summary is None:
-        return None
+        return {}
     props = getattr(summary, "additional_properties", None)
-    if props is not None:
-        return props.get(key)
-    return summary.get(key)
+    return props if props is not None else summary
+
+
+def summary_value(snapshot: Any, key: str) -> str | None:
+    """``key`` of the snapshot's summary. A snapshot's run key is its ``lakehouse.run-key``, or, on a
+    snapshot a write-audit-publish cherry-pick made, the WAP id it published."""
+    props = _summary_props(snapshot)
+    value = props.get(key)
+    if value is None and key == RUN_KEY:
+        return props.get(PUBLISHED_WAP_ID)
+    return value
+
+
+def lineage_of(metadata: Any, snapshot: Any) -> dict[str, str]:
+    """The snapshot's summary properties; for a snapshot a cherry-pick published onto a moved
+    branch, the staged snapshot's own properties under it (while that snapshot is in the
+    metadata: snapshot expiry may remove it)."""
+    props = {str(k): str(v) for k, v in dict(_summary_props(snapshot)).items()}
+    source = props.get(SOURCE_SNAPSHOT_ID)
+    if source is not None and PUBLISHED_WAP_ID in props:
+        staged = _by_id(metadata).get(int(source))
+        if staged is not None:
+            props = {**{str(k): str(v) for k, v in dict(_summary_props(staged)).items()}, **props}
+    return props
+
+
+def rolled_back_ids(metadata: Any, key: str, value: str, branch: str = "main") -> list[int]:
+    """Snapshots that carried ``key == value`` on the branch once (they are in the table's history
+    log) and are no longer on it: a rollback took them off. A staged write-audit-publish snapshot
+    that was never published is not one of them."""
+    on_branch = {s.snapshot_id for s in iter_ancestors(metadata, head_of(metadata, branch))}
+    was_current = {entry.snapshot_id for entry in getattr(metadata, "snapshot_log", None) or []}
+    return [
+        s.snapshot_id
+        for s in metadata.snapshots
+        if summary_value(s, key) == value and s.snapshot_id in was_current and s.snapshot_id not in on_branch
+    ]
 
 
 def committed_with(metadata: Any, key: str, value: str, branch: str = "main") -> Any | None:

@@ -29,3 +29,18 @@ def slow_identity(batch: Any, *, seconds: float = 0.5) -> Any:
 
     time.sleep(seconds)
     return batch
+
+
+#: Log levels as numbers, for :func:`log_features`.
+LEVEL_CODES = {"DEBUG": 0, "INFO": 1, "WARN": 2, "WARNING": 2, "ERROR": 3, "FATAL": 4}
+
+
+def log_features(batch: Any) -> Any:
+    """Stateless: curated Spark-log rows (a pandas batch) -> numeric features of each line:
+    ``message_length``, ``level_code``, ``is_driver``, and the label ``is_problem`` (WARN or worse)."""
+    out = batch[["timestamp", "source_folder"]].copy()
+    out["message_length"] = batch["message"].fillna("").str.len().astype("float64")
+    out["level_code"] = batch["log_level"].map(LEVEL_CODES).fillna(1).astype("float64")
+    out["is_driver"] = (batch["spark_role"] == "driver").astype("float64")
+    out["is_problem"] = (out["level_code"] >= 2).astype("int64")
+    return out

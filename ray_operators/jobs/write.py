@@ -27,9 +27,9 @@ def find_committed(table: Any, run_key: str, branch: str = "main") -> Any | None
 def _rolled_back(table: Any, run_key: str) -> dict[str, str]:
     """Lineage for a write whose run key is not on the branch but was committed once: the snapshots
     a rollback took off the branch (the re-run writes again, and says what it replaces)."""
-    from ray_operators.iceberg_snapshots import summary_value
+    from ray_operators.iceberg_snapshots import rolled_back_ids
 
-    gone = [str(s.snapshot_id) for s in table.metadata.snapshots if summary_value(s, RUN_KEY) == run_key]
+    gone = [str(s) for s in rolled_back_ids(table.metadata, RUN_KEY, run_key)]
     return {REPLACES_ROLLED_BACK: ",".join(gone)} if gone else {}
 
 

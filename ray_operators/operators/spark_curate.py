@@ -1,19 +1,25 @@
 """The Spark variant of the curate stage, through the Spark provider's ``SparkSubmitOperator``.
 
 Needs the ``spark`` extra (``apache-airflow-providers-apache-spark``) and a ``spark`` connection.
-The Spark cluster needs the Iceberg Spark runtime (``packages`` defaults to
-:data:`ray_operators.spark.conf.ICEBERG_SPARK_PACKAGES`) and Python 3.11 with pyarrow.
+The Spark driver and executors need Python 3.11 with this package's dependencies (pyarrow and
+pyiceberg: discovery and the ancestry walk run in the driver, the shared parser in the tasks).
+
+Where the Iceberg Spark runtime comes from, unless ``jars`` or ``packages`` is given: the local
+runtime ``make install`` puts in ``.venv/spark`` (:mod:`ray_operators.spark.runtime`: Spark 3.5.9,
+Iceberg 1.10.2, the SQLite JDBC driver; its ``spark-submit`` goes first on ``PATH`` unless
+``SPARK_HOME`` is set), else Maven (:data:`ray_operators.spark.conf.ICEBERG_SPARK_PACKAGES`).
 
 What the operator adds to ``SparkSubmitOperator``:
-- the stage spec (same contract and run key as :class:`LakehouseStageOperator`), passed as
-  ``--spec``; the application is :mod:`ray_operators.spark.curate_spark_logs` and this package
-  travels as a zip on ``--py-files``;
+- the stage spec (the same contract as :class:`LakehouseStageOperator`'s, and the same run key:
+  curation is keyed by run), passed as ``--spec``; the application is
+  :mod:`ray_operators.spark.curate_spark_logs` and this package travels as a zip on ``--py-files``;
 - ``spark.sql.catalog.<iceberg_conn_id>.*`` from the ``iceberg`` connection, so Spark writes the
   very catalog Airflow's sensors read. Secret catalog properties (S3 keys, REST credentials,
   database passwords) go into a private ``--properties-file`` (mode 0600, deleted after the run),
   never onto the command line;
 - the output table as an outlet asset, so a sensor or an asset-driven pipeline downstream of a
-  Spark-curated table works exactly as for the Ray variant.
+  Spark-curated table works exactly as for the Ray variant; its event carries the snapshot the run
+  committed, found by run key on the table's branch (also the task's return value).
 """
 
 from __future__ import annotations
@@ -79,10 +85,7 @@ class SparkCurateOperator(SparkSubmitOperator):
         run_key: str | None = None,
         **kwargs: Any,
     ) -> None:
-        from ray_operators.spark.conf import ICEBERG_SPARK_PACKAGES
-
         kwargs.setdefault("application", APPLICATION)
-        kwargs.setdefault("packages", ICEBERG_SPARK_PACKAGES)
         kwargs.setdefault("outlets", [iceberg_asset(output_table, iceberg_conn_id=iceberg_conn_id)])
         kwargs.setdefault("name", "curate-{{ ti.dag_id }}-{{ ti.task_id }}")
         super().__init__(**kwargs)
@@ -103,7 +106,7 @@ class SparkCurateOperator(SparkSubmitOperator):
             output_table=self.output_table,
             raw_paths=[str(p) for p in raw],
             run={
-                "run_key": self.run_key or run_key_for(context, self.task_id),
+                "run_key": self.run_key or run_key_for(context, self.task_id, stage="curate"),
                 "dag_id": ti.dag_id,
                 "run_id": ti.run_id,
                 "task_id": ti.task_id,
@@ -111,14 +114,33 @@ class SparkCurateOperator(SparkSubmitOperator):
         )
         return spec.encode()
 
-    def execute(self, context: Context) -> None:
+    def _runtime_defaults(self) -> None:
+        """The Iceberg runtime (and, for the local runtime, ``spark-submit`` and Python) to use."""
+        import os
+
+        from ray_operators.spark.conf import ICEBERG_SPARK_PACKAGES
+        from ray_operators.spark.runtime import local_runtime
+
+        if self.jars or self.packages:
+            return
+        runtime = local_runtime()
+        if runtime is None:
+            self.packages = ICEBERG_SPARK_PACKAGES
+            return
+        self.jars = ",".join(runtime.jars())
+        if not os.environ.get("SPARK_HOME"):
+            self.env_vars = {**runtime.env(), **(self.env_vars or {})}
+
+    def execute(self, context: Context) -> dict[str, Any]:
         from ray_operators.spark.conf import spark_catalog_conf
 
+        self._runtime_defaults()
         public, secret = spark_catalog_conf(
             self.iceberg_conn_id, all_catalog_properties(self.iceberg_conn_id)
         )
         self.conf = {**(self.conf or {}), **public}
-        self.application_args = [*(self.application_args or []), "--spec", self.build_spec(context)]
+        spec = self.build_spec(context)
+        self.application_args = [*(self.application_args or []), "--spec", spec]
         with tempfile.TemporaryDirectory(prefix="spark-curate-") as scratch:
             self.py_files = ",".join(p for p in (self.py_files, package_zip(scratch)) if p)
             if secret:
@@ -133,10 +155,35 @@ class SparkCurateOperator(SparkSubmitOperator):
                 self.properties_file = str(path)
             self._hook = None  # built from the settings above
             try:
-                return super().execute(context)
+                super().execute(context)
             finally:
                 if secret:
                     self.properties_file = None
+        return self._record(context, spec)
+
+    def _record(self, context: Context, encoded_spec: str) -> dict[str, Any]:
+        """The snapshot this run's key committed (on the branch), on the outlet event and as XCom."""
+        from ray_operators.contract.lineage import RUN_KEY
+        from ray_operators.contract.spec import StageSpec
+        from ray_operators.hooks.iceberg import build_catalog
+        from ray_operators.iceberg_snapshots import committed_with
+
+        spec = StageSpec.decode(encoded_spec)
+        table = build_catalog(self.iceberg_conn_id).load_table(self.output_table)
+        snap = committed_with(table.metadata, RUN_KEY, spec.run_key)
+        output = {
+            "table": self.output_table,
+            "snapshot_id": snap.snapshot_id if snap is not None else None,
+            "snapshot_ids": [snap.snapshot_id] if snap is not None else [],
+            "rows": int(snap.summary.get("added-records") or 0) if snap is not None else 0,
+        }
+        asset = iceberg_asset(self.output_table, iceberg_conn_id=self.iceberg_conn_id)
+        try:
+            context["outlet_events"][asset].extra = {**output, "spark_app_name": self.name}
+        except (KeyError, TypeError) as err:  # not declared as an outlet
+            self.log.info("No outlet event for %s: %s", self.output_table, err)
+        # The shape of a Ray stage's XCom, so a downstream stage reads this table at this snapshot.
+        return {"run_key": spec.run_key, "result": {"stage": "curate", "engine": "spark", "output": output}}
 
 
 def _escape(value: str) -> str:

@@ -15,9 +15,10 @@ from typing import Any
 
 from ray_operators.contract.spec import secret_problem
 
-#: Maven coordinates of the Iceberg Spark runtime (Spark 3.5, Scala 2.12) and AWS bundle for S3.
+#: Maven coordinates of the Iceberg Spark runtime (Spark 3.5, Scala 2.12) and AWS bundle for S3, for
+#: a Spark without the local runtime (``ray_operators.spark.runtime``): the Iceberg version that ran here.
 ICEBERG_SPARK_PACKAGES = (
-    "org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.10.0,org.apache.iceberg:iceberg-aws-bundle:1.10.0"
+    "org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.10.2,org.apache.iceberg:iceberg-aws-bundle:1.10.2"
 )
 
 _TYPES = {"rest": "rest", "sql": "jdbc", "jdbc": "jdbc", "hive": "hive", "glue": "glue", "hadoop": "hadoop"}

@@ -1,140 +1,316 @@
-"""SparkCurateOperator: the spark-submit it runs, through real Airflow (dag.test).
+"""The curate stage on Apache Spark: a real ``spark-submit`` (local master, Spark 3.5.9 with the
+Iceberg 1.10.2 runtime) from Airflow into the tests' sqlite catalog, compared with the Ray curate
+stage on the same corpus. Both engines implement one protocol (``ray_operators.curation``); these
+tests fail when they drift apart.
 
-No Spark cluster (nor the Iceberg Spark runtime, which only Maven serves) is reachable here, so a
-stand-in ``spark-submit`` on PATH records what it was given. What is checked is everything the
-operator is responsible for: the application, the package zip, the Iceberg catalog configuration
-of the very catalog the ``iceberg`` connection describes, the stage spec and run key, and that
-secrets reach Spark only through a private properties file.
+Skipped, with what to install, where Java or the SQLite JDBC jar is missing (``.ci/run`` installs
+them).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from ray_operators.contract.lineage import ENGINE, INPUT_PREFIX, RUN_KEY, SPARK_APP_ID
 from ray_operators.contract.spec import StageSpec
-from ray_operators.spark.conf import jdbc_uri, spark_catalog_conf
-from tests.airflow_helpers import get_dag
+from ray_operators.curation import protocol, spark_logs
+from ray_operators.devstack.demo_data import generate_spark_logs
+from ray_operators.iceberg_snapshots import ancestors, committed_with
+from ray_operators.spark import runtime
+from tests.airflow_helpers import get_dag, start_dag_subprocess, task_state, xcoms
+from tests.conftest import wait_for
+from tests.iceberg_helpers import catalog_properties
+from tests.scheduler_helpers import table_rows
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(runtime.missing() is not None, reason=f"Spark cannot run here: {runtime.missing()}"),
+]
 SECRET = "s3cr3t-Key-do-not-print"
+CURATED = [name for name, _ in spark_logs.CURATED_COLUMNS]
+QUARANTINED = [name for name, _ in protocol.QUARANTINE_COLUMNS]
 
-STUB = """#!{python}
-import json, os, stat, sys, zipfile
-argv = sys.argv[1:]
-record = {{"argv": argv}}
-if "--properties-file" in argv:
-    path = argv[argv.index("--properties-file") + 1]
-    record["properties"] = open(path).read()
-    record["properties_mode"] = stat.S_IMODE(os.stat(path).st_mode)
-if "--py-files" in argv:
-    record["py_files"] = zipfile.ZipFile(argv[argv.index("--py-files") + 1]).namelist()
-json.dump(record, open(os.environ["STUB_RECORD"], "w"))
-print("stand-in spark-submit: done")
-"""
+#: Lines the generator does not write: CRLF endings, blank lines, a JSON array, bytes that are not
+#: UTF-8, a naive timestamp, flat dotted keys, lines longer than the quarantine keeps, and a last
+#: line without a newline.
+TRICKY = b"".join(
+    [
+        b'{"timestamp":"2026-01-01T00:00:00Z","log_level":"INFO","message":"crlf line"}\r\n',
+        b"\r\n",
+        b"   \n",
+        b"[1, 2]\n",
+        b'{"timestamp":"2026-01-01T00:00:01","log_level":"WARN","message":"naive \xff\xfe bytes",'
+        b'"kubernetes.labels.app":"flat-app","kubernetes.pod_name":"flat-pod"}\n',
+        b'{"timestamp":"2026-01-01T00:00:02Z","log_level":"ERROR","message":"' + b"x" * 12_000 + b'"}\n',
+        b'{"timestamp":"2026-01-01T00:00:03Z","log_level":"ERROR","message":"' + b"y" * 12_000 + b"\n",
+        b'{"timestamp":"","log_level":"INFO","message":"m"}\n',
+        b'{"timestamp":"2026-01-01T00:00:04Z","log_level":"INFO","message":"last line, no newline"}',
+    ]
+)
 
 
 @pytest.fixture
-def spark_submit(tmp_path, monkeypatch):
+def spark_env(airflow_db, iceberg, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_LOCAL", json.dumps({"conn_type": "spark", "host": "local[2]"}))
+    return iceberg
+
+
+def corpus(root: Path) -> tuple[list[str], dict[str, int]]:
+    """Two raw roots: generated application folders in each, and the tricky folder in the second."""
+    a, b = root / "raw-a", root / "raw-b"
+    first = generate_spark_logs(a, apps=2, lines_per_file=150, malformed_fraction=0.05, seed=11)
+    second = generate_spark_logs(b, apps=1, lines_per_file=120, malformed_fraction=0.05, seed=12)
+    (b / "spark-tricky").mkdir()
+    (b / "spark-tricky" / "driver.log").write_bytes(TRICKY)
+    (b / "spark-tricky" / "notes.txt").write_text("not a log file\n")
+    folders = sorted([*first["folders"], *second["folders"], "spark-tricky"])
+    return [str(a), str(b)], {"folders": len(folders), "good": first["good"] + second["good"]}
+
+
+def run(dag_id: str, when: datetime, raw: list[str], output: str):
+    dag = get_dag(dag_id)
+    return dag.test(
+        logical_date=when, run_after=when, run_conf={"raw_a": raw[0], "raw_b": raw[1], "output": output}
+    )
+
+
+def tables_of(catalog, output: str) -> dict[str, object]:
+    """What a curate run leaves, engine-neutral: curated rows, quarantined lines, processing rows."""
+    processing = catalog.load_table(protocol.processing_table(output)).scan().to_arrow().to_pylist()
+    return {
+        "curated": table_rows(catalog, output, CURATED),
+        "quarantine": table_rows(catalog, protocol.quarantine_table(output), QUARANTINED),
+        "processing": sorted(
+            (r["folder"], r["status"], r["records_processed"], r["records_quarantined"], r["error"])
+            for r in processing
+        ),
+        "schemas": [
+            [(f.name, str(f.field_type), f.required) for f in catalog.load_table(t).schema().fields]
+            for t in (output, protocol.quarantine_table(output), protocol.processing_table(output))
+        ],
+    }
+
+
+def snapshot_ids(catalog, output: str) -> dict[str, list[int]]:
+    return {
+        t: [s.snapshot_id for s in catalog.load_table(t).metadata.snapshots]
+        for t in (output, protocol.quarantine_table(output), protocol.processing_table(output))
+    }
+
+
+def recording_spark_submit(tmp_path: Path, monkeypatch) -> Path:
+    """A ``spark-submit`` first on the task's PATH that records its arguments and properties file,
+    then runs the real one."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    stub = bin_dir / "spark-submit"
-    stub.write_text(STUB.format(python=sys.executable))
-    stub.chmod(0o755)
-    record = tmp_path / "record.json"
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("STUB_RECORD", str(record))
-    monkeypatch.setenv("AIRFLOW_CONN_SPARK_TEST", json.dumps({"conn_type": "spark", "host": "local[2]"}))
-    catalog_db = tmp_path / "catalog.db"
+    record = tmp_path / "spark-submit.json"
+    shim = bin_dir / "spark-submit"
+    shim.write_text(
+        f"""#!{sys.executable}
+import json, os, stat, sys
+argv = sys.argv[1:]
+entry = {{"argv": argv}}
+if "--properties-file" in argv:
+    path = argv[argv.index("--properties-file") + 1]
+    entry["properties"] = open(path).read()
+    entry["properties_mode"] = stat.S_IMODE(os.stat(path).st_mode)
+with open({str(record)!r}, "a") as out:
+    out.write(json.dumps(entry) + "\\n")
+real = os.path.join(os.environ["SPARK_HOME"], "bin", "spark-submit")
+os.execv(real, [real, *argv])
+"""
+    )
+    shim.chmod(0o755)
+    monkeypatch.setenv("SPARK_TEST_PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return record
+
+
+def test_spark_and_ray_curate_the_same_corpus_row_for_row(spark_env, ray_head, tmp_path, monkeypatch, capfd):
+    iceberg = spark_env
+    catalog = iceberg.catalog
+    # A secret catalog property (meaningless to a file:// warehouse): it may reach Spark only
+    # through the operator's private properties file.
     monkeypatch.setenv(
-        "AIRFLOW_CONN_ICEBERG_SPARK",
+        f"AIRFLOW_CONN_{iceberg.conn_id.upper()}",
         json.dumps(
             {
                 "conn_type": "iceberg",
-                "extra": {
-                    "type": "sql",
-                    "uri": f"sqlite:///{catalog_db}",
-                    "warehouse": "s3://warehouse/",
-                    "s3.endpoint": "http://minio:9000",
-                    "s3.access-key-id": "minio-user",
-                    "s3.secret-access-key": SECRET,
-                },
+                "extra": {**catalog_properties(iceberg.root), "s3.secret-access-key": SECRET},
             }
         ),
     )
-    return record, catalog_db
+    record = recording_spark_submit(tmp_path, monkeypatch)
+    raw, counts = corpus(tmp_path)
+    when = datetime(2026, 6, 1, tzinfo=UTC)
+    by_spark = run("curate_logs_spark", when, raw, "logs.by_spark")
+    by_ray = run("curate_logs_ray", when, raw, "logs.by_ray")
+    assert by_spark.state == "success" and by_ray.state == "success"
 
+    spark_tables, ray_tables = tables_of(catalog, "logs.by_spark"), tables_of(catalog, "logs.by_ray")
+    assert spark_tables == ray_tables
+    assert len(spark_tables["curated"]) == counts["good"] + 4  # the tricky folder's good lines
+    processing = spark_tables["processing"]
+    assert [p[1] for p in processing].count(protocol.SUCCESS) == counts["folders"]
+    assert [p[1] for p in processing].count(protocol.PROCESSING) == counts["folders"]
+    reasons = {r[3].split(":")[0] for r in spark_tables["quarantine"]}
+    assert reasons == {"bad_json", "missing_field", "bad_timestamp"}
+    long_bad = [
+        r for r in spark_tables["quarantine"] if r[2].startswith('{"timestamp":"2026-01-01T00:00:03Z"')
+    ]
+    assert len(long_bad) == 1 and len(long_bad[0][2]) == protocol.RAW_LINE_LIMIT
 
-def test_spark_curate_submits_the_stage_with_the_catalog_and_no_secret_on_the_command_line(
-    airflow_db, spark_submit
-):
-    record_path, catalog_db = spark_submit
-    dag = get_dag("curate_spark_logs_on_spark")
-    when = datetime(2026, 3, 1, tzinfo=UTC)
-    run = dag.test(logical_date=when, run_after=when)
-    assert run.state == "success"
-    record = json.loads(record_path.read_text())
-    argv = record["argv"]
-    command = " ".join(argv)
+    # Lineage and identity: the curation run key rule, the engine, the Spark application.
+    table = catalog.load_table("logs.by_spark")
+    head = table.metadata.snapshot_by_id(table.metadata.current_snapshot_id)
+    assert head.summary[RUN_KEY] == f"curate_logs_spark/curate/run={by_spark.run_id}"
+    assert head.summary[ENGINE] == "spark" and head.summary[SPARK_APP_ID].startswith("local-")
+    assert head.summary[INPUT_PREFIX + "raw"] == ",".join(raw)
+    ray_head_snap = catalog.load_table("logs.by_ray").current_snapshot()
+    assert ray_head_snap.summary[ENGINE] == "ray"
+    value = xcoms("curate_logs_spark", by_spark.run_id, "curate")["return_value"]
+    assert value["result"]["output"]["snapshot_id"] == head.snapshot_id
+    assert value["result"]["output"]["rows"] == len(spark_tables["curated"])
 
-    assert SECRET not in command and "minio-user" not in command
-    assert "spark.sql.catalog.iceberg_spark=org.apache.iceberg.spark.SparkCatalog" in argv
-    assert "spark.sql.catalog.iceberg_spark.type=jdbc" in argv
-    assert f"spark.sql.catalog.iceberg_spark.uri=jdbc:sqlite:{catalog_db}" in argv
-    assert "spark.sql.catalog.iceberg_spark.s3.endpoint=http://minio:9000" in argv
-    assert "iceberg-spark-runtime" in argv[argv.index("--packages") + 1]
-    assert argv[argv.index("--executor-memory") + 1] == "2g"
-    # Secrets only in a private properties file.
-    assert record["properties_mode"] == 0o600
-    assert f"spark.sql.catalog.iceberg_spark.s3.secret-access-key {SECRET}" in record["properties"]
-    assert "spark.sql.catalog.iceberg_spark.s3.access-key-id minio-user" in record["properties"]
-    # The application and the package it imports.
-    assert argv[-3].endswith("ray_operators/spark/curate_spark_logs.py")
-    assert "ray_operators/jobs/curate.py" in record["py_files"]
-    assert "ray_operators/spark/curate_spark_logs.py" in record["py_files"]
-    # The stage spec: same contract and run key as the Ray variant.
-    assert argv[-2] == "--spec"
+    # The secret went to Spark in a private properties file only.
+    submits = [json.loads(line) for line in record.read_text().splitlines()]
+    assert len(submits) == 1
+    argv = submits[0]["argv"]
+    assert SECRET not in " ".join(argv)
+    assert submits[0]["properties_mode"] == 0o600
+    assert f"spark.sql.catalog.{iceberg.conn_id}.s3.secret-access-key {SECRET}" in submits[0]["properties"]
+    assert "iceberg-spark-runtime-3.5_2.12-1.10.2.jar" in argv[argv.index("--jars") + 1]
     spec = StageSpec.decode(argv[-1])
-    assert spec.stage == "curate" and spec.output_table == "logs.spark"
-    assert spec.catalog_name == "iceberg_spark"
-    assert spec.raw_paths == ["s3a://raw/spark-logs"]
-    assert spec.run_key.startswith("curate_spark_logs_on_spark/curate/interval=2026-")
     assert "s3.secret-access-key" not in spec.catalog_properties
-    assert "s3.access-key-id" not in spec.catalog_properties
+    # Nor is it in the task's output (spark-submit's and the driver's, which the hook logs).
+    out = capfd.readouterr()
+    assert "SparkSubmitHook" in out.out + out.err and SECRET not in out.out + out.err
+
+    # A re-run of the same DAG run writes nothing, not even a staged snapshot.
+    before = snapshot_ids(catalog, "logs.by_spark")
+    again = run("curate_logs_spark", when, raw, "logs.by_spark")
+    assert again.run_id == by_spark.run_id and again.state == "success"
+    assert snapshot_ids(catalog, "logs.by_spark") == before
+
+    # A second batch: the next run of each engine curates the new folder alone, and the engines
+    # still agree.
+    batch = generate_spark_logs(raw[0], apps=1, lines_per_file=60, malformed_fraction=0.05, seed=13)
+    later = datetime(2026, 6, 2, tzinfo=UTC)
+    second_spark = run("curate_logs_spark", later, raw, "logs.by_spark")
+    second_ray = run("curate_logs_ray", later, raw, "logs.by_ray")
+    assert second_spark.state == "success" and second_ray.state == "success"
+    assert tables_of(catalog, "logs.by_spark") == tables_of(catalog, "logs.by_ray")
+    assert len(tables_of(catalog, "logs.by_spark")["curated"]) == len(spark_tables["curated"]) + batch["good"]
+    new_commit = catalog.load_table("logs.by_spark").current_snapshot()
+    assert int(new_commit.summary["added-records"]) == batch["good"]
+    assert new_commit.summary[RUN_KEY] == f"curate_logs_spark/curate/run={second_spark.run_id}"
 
 
-def test_catalog_conf_maps_pyiceberg_properties_to_the_spark_runtime():
-    public, secret = spark_catalog_conf(
-        "lake",
-        {"type": "rest", "uri": "http://rest:8181", "warehouse": "s3://w/", "credential": "id:secret"},
+def test_a_retry_after_the_spark_driver_is_killed_commits_once(spark_env, tmp_path):
+    iceberg = spark_env
+    catalog = iceberg.catalog
+    raw = [str(tmp_path / "raw-a"), str(tmp_path / "raw-b")]
+    # Large enough that the driver is still parsing when it is killed.
+    a = generate_spark_logs(raw[0], apps=3, executors=3, lines_per_file=12_000, seed=21)
+    b = generate_spark_logs(raw[1], apps=1, executors=3, lines_per_file=12_000, seed=22)
+    when = datetime(2026, 6, 3, tzinfo=UTC)
+    # The child runs the DAG with these params by default (no run conf in start_dag_subprocess).
+    os.environ["SPARK_TEST_RAW_A"], os.environ["SPARK_TEST_RAW_B"] = raw
+    worker = start_dag_subprocess("curate_logs_spark_default", when, tmp_path / "worker.log")
+    try:
+        wait_for(
+            lambda: (
+                catalog.table_exists("logs.spark_processing")
+                and catalog.load_table("logs.spark_processing").current_snapshot() is not None
+            ),
+            240,
+            interval=0.1,
+            what="the PROCESSING rows of the first try",
+        )
+        driver = wait_for(lambda: _spark_driver(raw[0]), 30, interval=0.1, what="the Spark driver process")
+        os.kill(driver, signal.SIGKILL)  # the driver dies mid-job: no cleanup, no FAILED row
+        assert (
+            committed_with(catalog.load_table("logs.spark").metadata, RUN_KEY, _run_key(catalog)) is None
+        ), "the killed driver committed its output"
+        worker.wait(timeout=600)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        os.environ.pop("SPARK_TEST_RAW_A", None)
+        os.environ.pop("SPARK_TEST_RAW_B", None)
+    log = (tmp_path / "worker.log").read_text(errors="replace")
+    assert "DAG RUN STATE success" in log, log[-3000:]
+
+    run_key = _run_key(catalog)
+    logs = catalog.load_table("logs.spark")
+    on_branch = [s for s in ancestors(logs.metadata) if s.summary.get(RUN_KEY) == run_key]
+    assert len(on_branch) == 1
+    assert logs.scan().to_arrow().num_rows == a["good"] + b["good"]
+    rows = catalog.load_table("logs.spark_processing").scan().to_arrow().to_pylist()
+    started = {r["job_id"] for r in rows if r["status"] == protocol.PROCESSING}
+    finished = {r["job_id"] for r in rows if r["status"] == protocol.SUCCESS}
+    assert len(started) == 1 and len(finished) == 1 and started != finished, rows[:2]
+    assert sorted(r["folder"] for r in rows if r["status"] == protocol.SUCCESS) == sorted(
+        a["folders"] + b["folders"]
     )
-    assert public["spark.sql.catalog.lake.type"] == "rest"
-    assert public["spark.sql.catalog.lake.uri"] == "http://rest:8181"
-    assert secret == {"spark.sql.catalog.lake.credential": "id:secret"}
+    assert not [r for r in rows if r["status"] == protocol.FAILED]
+    run_id = next(r["run_key"] for r in rows).rpartition("run=")[2]
+    assert task_state("curate_logs_spark_default", run_id, "curate") == "success"
 
-    public, secret = spark_catalog_conf(
-        "pg", {"type": "sql", "uri": "postgresql+psycopg2://u:pw@db:5432/cat"}
+
+def _run_key(catalog) -> str:
+    rows = catalog.load_table("logs.spark_processing").scan().to_arrow().to_pylist()
+    return rows[0]["run_key"]
+
+
+def _spark_driver(marker: str) -> int | None:
+    """The pid of the Python driver of the application curating ``marker``'s root."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = [a.decode() for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+        except (OSError, UnicodeDecodeError):
+            continue
+        if len(argv) > 3 and argv[1].endswith("curate_spark_logs.py") and "--spec" in argv:
+            if marker in StageSpec.decode(argv[argv.index("--spec") + 1]).raw_paths:
+                return int(entry.name)
+    return None
+
+
+def test_two_tries_of_one_run_publish_once_through_iceberg_wap(spark_env, tmp_path):
+    """A zombie try and its retry both stage their output: Iceberg publishes one, refuses the
+    other (the WAP id is the run key); a publish onto a moved branch keeps the run key and lineage."""
+    import subprocess
+
+    rt = runtime.local_runtime()
+    script = Path(__file__).resolve().parents[1] / "jobs" / "spark_wap_race.py"
+    iceberg = spark_env
+    from ray_operators.spark.conf import spark_catalog_conf
+
+    public, _ = spark_catalog_conf("lake", catalog_properties(iceberg.root))
+    cmd = [str(rt.spark_submit), "--master", "local[1]", "--jars", ",".join(rt.jars())]
+    for key, value in public.items():
+        cmd += ["--conf", f"{key}={value}"]
+    done = subprocess.run(
+        [*cmd, str(script)],
+        env={**os.environ, **rt.env(), "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    assert public["spark.sql.catalog.pg.uri"] == "jdbc:postgresql://db:5432/cat"
-    assert secret == {"spark.sql.catalog.pg.jdbc.user": "u", "spark.sql.catalog.pg.jdbc.password": "pw"}
-    assert jdbc_uri("sqlite:////tmp/c.db") == "jdbc:sqlite:/tmp/c.db"
-
-    with pytest.raises(ValueError, match="type 'dynamodb' has no Spark equivalent"):
-        spark_catalog_conf("x", {"type": "dynamodb"})
-
-
-def test_spark_application_imports_without_pyspark_and_parses_like_the_ray_stage():
-    import ray_operators.jobs.curate as ray_curate
-    import ray_operators.spark.curate_spark_logs as app
-
-    # The application parses with the Ray stage's own function: one rule set for both engines.
-    source = open(app.__file__).read()
-    assert "from ray_operators.jobs.curate import parse_line" in source
-    row, reason = ray_curate.parse_line('{"timestamp": "2026-01-01T00:00:00Z", "log_level": "INFO"}')
-    assert row is None and reason == "missing_field: message"
-    with pytest.raises(SystemExit):
-        app.main([])  # --spec is required
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["first"]["skipped"] is False and result["second"]["skipped"] is True
+    assert result["second"]["snapshot_id"] == result["first"]["snapshot_id"]
+    assert result["rows"] == 3  # the first try's rows, once
+    assert result["moved"]["published_wap_id"] == "race/run=2"
+    assert result["moved"]["found_by_run_key"] is True
+    assert result["moved"]["lineage_engine"] == "spark"
+    assert result["moved"]["rows"] == 3 + 2 + 5
