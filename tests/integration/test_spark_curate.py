@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from ray_operators.contract.lineage import ENGINE, INPUT_PREFIX, RUN_KEY, SPARK_APP_ID
+from ray_operators.contract.lineage import ENGINE, INPUT_PREFIX, RUN_KEY, SPARK_APP_ID, STAGE
 from ray_operators.contract.spec import StageSpec
 from ray_operators.curation import protocol, spark_logs
 from ray_operators.devstack.demo_data import generate_spark_logs
-from ray_operators.iceberg_snapshots import ancestors, committed_with
+from ray_operators.iceberg_snapshots import ancestors, committed_with, lineage_of
 from ray_operators.spark import runtime
 from tests.airflow_helpers import get_dag, start_dag_subprocess, task_state, xcoms
 from tests.conftest import wait_for
@@ -314,3 +314,105 @@ def test_two_tries_of_one_run_publish_once_through_iceberg_wap(spark_env, tmp_pa
     assert result["moved"]["found_by_run_key"] is True
     assert result["moved"]["lineage_engine"] == "spark"
     assert result["moved"]["rows"] == 3 + 2 + 5
+
+
+CHAIN_SPECS = {
+    "logs_on_spark.yaml": """
+name: logs_on_spark
+start_date: 2026-01-01
+schedule: null
+retries: 0
+connections: {iceberg_conn_id: iceberg_test}
+stages:
+  - name: curate_logs
+    kind: curate
+    engine: spark
+    spark_conn_id: spark_local
+    raw_paths: ${TEST_RAW_ROOT}
+    output: logs.spark
+""",
+    "logs_to_model.yaml": """
+name: logs_to_model
+start_date: 2026-01-01
+schedule: null
+retries: 0
+connections: {iceberg_conn_id: iceberg_test}
+stages:
+  - name: sense_logs
+    kind: sense
+    table: logs.spark
+    start_from: incremental
+    poke_interval: 1
+    timeout: 600
+  - name: features
+    kind: preprocess
+    input: logs.spark
+    output: features.logs
+    transforms:
+      - fn: ray_operators.jobs.examples:log_features
+    standardize: [message_length]
+  - name: train
+    kind: train
+    features: features.logs
+    feature_columns: [message_length, level_code, is_driver]
+    label_column: is_problem
+    model_name: logs_clf
+    registry: ml.models
+    epochs: 2
+    use_gpu: false
+""",
+}
+
+
+def test_sensor_sees_the_spark_snapshot_and_lineage_runs_raw_spark_ray_model(spark_env, ray_head, tmp_path):
+    """Spark curates, the pipeline downstream senses exactly that snapshot, Ray preprocesses it and
+    trains on it: every commit names what it read, back to the raw root."""
+    import subprocess
+
+    from tests.airflow_helpers import RUNNER
+    from tests.scheduler_helpers import spec_folder
+
+    catalog = spark_env.catalog
+    raw = tmp_path / "raw"
+    counts = generate_spark_logs(raw, apps=2, lines_per_file=200, malformed_fraction=0.05, seed=31)
+    folder = spec_folder(tmp_path, CHAIN_SPECS)
+    env = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(folder), "TEST_RAW_ROOT": str(raw)}
+    for dag_id in ("logs_on_spark", "logs_to_model"):
+        done = subprocess.run(
+            [sys.executable, str(RUNNER), dag_id, "2026-06-05T00:00:00+00:00", str(folder)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert "DAG RUN STATE success" in done.stdout, (done.stdout + done.stderr)[-4000:]
+
+    logs = catalog.load_table("logs.spark")
+    spark_snap = logs.current_snapshot()
+    assert spark_snap.summary[ENGINE] == "spark"
+    features = catalog.load_table("features.logs")
+    feature_snap = features.current_snapshot()
+    # The sensor handed the preprocess stage exactly the Spark job's snapshot.
+    assert feature_snap.summary[INPUT_PREFIX + "logs.spark"] == str(spark_snap.snapshot_id)
+    assert lineage_of(features.metadata, feature_snap)[STAGE] == "preprocess"
+    # ... as the sensor's snapshots (the run key follows them).
+    assert feature_snap.summary[RUN_KEY] == f"logs_to_model/features/snapshots={spark_snap.snapshot_id}"
+    assert features.scan().to_arrow().num_rows == logs.scan().to_arrow().num_rows == counts["good"]
+    registry = catalog.load_table("ml.models")
+    model_snap = registry.current_snapshot()
+    model_row = registry.scan().to_arrow().to_pylist()[-1]
+    assert model_row["model_name"] == "logs_clf"
+
+    # The chain, read back from the commits alone.
+    assert model_row["input_snapshot_id"] == feature_snap.snapshot_id
+    chain = [f"model {model_row['model_name']} v{model_row['model_version']}"]
+    read = lineage_of(registry.metadata, model_snap)[INPUT_PREFIX + "features.logs"]
+    assert read.split("..")[-1].split("+")[-1] == str(feature_snap.snapshot_id)
+    chain.append(f"ray preprocess {feature_snap.snapshot_id}")
+    upstream = lineage_of(features.metadata, feature_snap)[INPUT_PREFIX + "logs.spark"]
+    spark_lineage = lineage_of(logs.metadata, logs.metadata.snapshot_by_id(int(upstream)))
+    chain.append(f"spark {spark_lineage[SPARK_APP_ID]} {upstream}")
+    chain.append(spark_lineage[INPUT_PREFIX + "raw"])
+    assert chain[-1] == str(raw)
+    assert spark_lineage[ENGINE] == "spark" and spark_lineage[STAGE] == "curate"
+    print(" <- ".join(chain))
