@@ -120,7 +120,7 @@ def discover(raw_root: str, properties: Mapping[str, str] | None = None) -> dict
     ``spark-*`` folder and its ``*.log`` files, sorted, as URIs in the root's own form."""
     import pyarrow.fs as pafs
 
-    from ray_operators.jobs import storage
+    import ray_operators.jobs.storage as storage
 
     storage.check_readable(raw_root, properties)
     _, root_path = storage.filesystem(raw_root, properties)

@@ -123,7 +123,7 @@ class SparkCurateOperator(SparkSubmitOperator):
 
         if self.jars or self.packages:
             return
-        runtime = local_runtime()
+        runtime = local_runtime(sqlite=_sqlite_catalog(all_catalog_properties(self.iceberg_conn_id)))
         if runtime is None:
             self.packages = ICEBERG_SPARK_PACKAGES
             return
@@ -162,28 +162,64 @@ class SparkCurateOperator(SparkSubmitOperator):
         return self._record(context, spec)
 
     def _record(self, context: Context, encoded_spec: str) -> dict[str, Any]:
-        """The snapshot this run's key committed (on the branch), on the outlet event and as XCom."""
-        from ray_operators.contract.lineage import RUN_KEY
+        """What this run committed, read back from the tables by its commit keys (on the branch):
+        the task's XCom, in the shape of a Ray stage's (so a downstream stage reads this table at
+        this snapshot), and the outlet event."""
+        from ray_operators.contract.lineage import RUN_KEY, SPARK_APP_ID
         from ray_operators.contract.spec import StageSpec
+        from ray_operators.curation import protocol
         from ray_operators.hooks.iceberg import build_catalog
-        from ray_operators.iceberg_snapshots import committed_with
+        from ray_operators.iceberg_snapshots import committed_with, lineage_of
 
         spec = StageSpec.decode(encoded_spec)
-        table = build_catalog(self.iceberg_conn_id).load_table(self.output_table)
-        snap = committed_with(table.metadata, RUN_KEY, spec.run_key)
-        output = {
-            "table": self.output_table,
-            "snapshot_id": snap.snapshot_id if snap is not None else None,
-            "snapshot_ids": [snap.snapshot_id] if snap is not None else [],
-            "rows": int(snap.summary.get("added-records") or 0) if snap is not None else 0,
-        }
+        keys = protocol.CommitKeys(spec.run_key)
+        catalog = build_catalog(self.iceberg_conn_id)
+
+        def commit(table: str, key: str) -> dict[str, Any]:
+            snap = committed_with(catalog.load_table(table).metadata, RUN_KEY, key)
+            if snap is None:
+                raise RuntimeError(f"spark-submit succeeded, but {table} holds no commit of run key {key}")
+            rows = int(snap.summary.get("added-records") or 0)
+            return {"table": table, "snapshot_id": snap.snapshot_id, "rows": rows}
+
+        output = commit(self.output_table, keys.output)
+        head = catalog.load_table(self.output_table)
+        app_id = lineage_of(head.metadata, head.metadata.snapshot_by_id(output["snapshot_id"])).get(
+            SPARK_APP_ID
+        )
+        quarantine = commit(protocol.quarantine_table(self.output_table), keys.quarantine)
+        processing = catalog.load_table(protocol.processing_table(self.output_table))
+        folders = sorted(
+            {
+                r["folder"]
+                for r in processing.scan(selected_fields=("folder", "status", "run_key"))
+                .to_arrow()
+                .to_pylist()
+                if r["run_key"] == spec.run_key and r["status"] == protocol.SUCCESS
+            }
+        )
+        result = protocol.result("spark", protocol.Claim(folders, [], [], False), output, quarantine)
+        del result["skipped_folders"]  # not recorded in the tables
         asset = iceberg_asset(self.output_table, iceberg_conn_id=self.iceberg_conn_id)
         try:
-            context["outlet_events"][asset].extra = {**output, "spark_app_name": self.name}
+            context["outlet_events"][asset].extra = {
+                **output,
+                "snapshot_ids": [output["snapshot_id"]],
+                "spark_app_name": self.name,
+            }
         except (KeyError, TypeError) as err:  # not declared as an outlet
             self.log.info("No outlet event for %s: %s", self.output_table, err)
-        # The shape of a Ray stage's XCom, so a downstream stage reads this table at this snapshot.
-        return {"run_key": spec.run_key, "result": {"stage": "curate", "engine": "spark", "output": output}}
+        self.log.info("Spark curate committed: %s", result)
+        return {
+            "run_key": spec.run_key,
+            "spark_app_name": self.name,
+            "spark_app_id": app_id,
+            "result": result,
+        }
+
+
+def _sqlite_catalog(properties: dict[str, str]) -> bool:
+    return str(properties.get("uri", "")).startswith(("sqlite:", "jdbc:sqlite:"))
 
 
 def _escape(value: str) -> str:

@@ -21,6 +21,18 @@ ICEBERG_SPARK_PACKAGES = (
     "org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.10.2,org.apache.iceberg:iceberg-aws-bundle:1.10.2"
 )
 
+#: pyiceberg's S3 properties -> Hadoop's S3A settings, so Spark reads ``s3a://`` raw files from the
+#: object store the catalog's tables live in (as ``jobs/storage.py`` opens them on Ray). Needs
+#: ``hadoop-aws`` on Spark's classpath (not part of the Iceberg runtime).
+_S3A = {
+    "s3.endpoint": "spark.hadoop.fs.s3a.endpoint",
+    "s3.region": "spark.hadoop.fs.s3a.endpoint.region",
+    "s3.path-style-access": "spark.hadoop.fs.s3a.path.style.access",
+    "s3.access-key-id": "spark.hadoop.fs.s3a.access.key",
+    "s3.secret-access-key": "spark.hadoop.fs.s3a.secret.key",
+    "s3.session-token": "spark.hadoop.fs.s3a.session.token",
+}
+
 _TYPES = {"rest": "rest", "sql": "jdbc", "jdbc": "jdbc", "hive": "hive", "glue": "glue", "hadoop": "hadoop"}
 #: pyiceberg-only properties that mean nothing to the Java runtime.
 _PYTHON_ONLY = ("py-io-impl", "type", "init_catalog_tables")
@@ -73,6 +85,8 @@ def spark_catalog_conf(name: str, properties: dict[str, Any]) -> tuple[dict[str,
             value = jdbc_uri(value)
         target = secret if secret_problem(key, value) else public
         target[f"{prefix}.{key}"] = value
+        if key in _S3A:
+            target[_S3A[key]] = value
     if _TYPES[kind] == "jdbc":
         public.setdefault(f"{prefix}.jdbc.schema-version", "V1")
     return public, secret

@@ -90,8 +90,9 @@ def sqlite_jdbc_jar() -> Path | None:
     return next((Path(p) for p in SQLITE_JDBC_JARS if Path(p).is_file()), None)
 
 
-def missing() -> str | None:
-    """What a local Spark run lacks, in words, or None when everything is there."""
+def missing(sqlite: bool = True) -> str | None:
+    """What a local Spark run lacks, in words, or None when everything is there. ``sqlite``: the
+    SQLite JDBC driver counts (for a pyiceberg SqlCatalog on a sqlite file)."""
     root = _root()
     home = Path(os.environ["SPARK_HOME"]) if os.environ.get("SPARK_HOME") else root / "pyspark"
     problems = []
@@ -102,14 +103,15 @@ def missing() -> str | None:
     java = java_home()
     if java is None or not (java / "bin" / "java").exists():
         problems.append("no Java (java on PATH or JAVA_HOME)")
-    if sqlite_jdbc_jar() is None:
+    if sqlite and sqlite_jdbc_jar() is None:
         problems.append(f"no SQLite JDBC jar ({SQLITE_JDBC_JARS[0]})")
     return "; ".join(problems) + f". {INSTALL_HINT}" if problems else None
 
 
-def local_runtime() -> SparkRuntime | None:
-    """The local Spark runtime, or None when :func:`missing` names something."""
-    if missing() is not None:
+def local_runtime(sqlite: bool = False) -> SparkRuntime | None:
+    """The local Spark runtime, or None when :func:`missing` names something (the SQLite JDBC
+    driver only with ``sqlite``; it is on the runtime's jars whenever it is installed)."""
+    if missing(sqlite) is not None:
         return None
     root = _root()
     home = Path(os.environ["SPARK_HOME"]) if os.environ.get("SPARK_HOME") else root / "pyspark"

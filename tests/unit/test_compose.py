@@ -164,6 +164,29 @@ def test_profiles_gpu_and_spark(compose):
             assert not service.get("profiles"), f"{name} should run by default"
 
 
+def test_the_spark_profile_runs_the_spark_the_tests_ran(compose):
+    """Spark master and worker on the Airflow image built with WITH_SPARK=1: the Spark runtime of
+    ``make test`` (ray_operators/spark/runtime.py), and the driver's Python for the executors."""
+    from ray_operators.spark import runtime
+
+    _, c, _ = compose
+    services = c["services"]
+    for name in ("spark-master", "spark-worker"):
+        assert services[name]["image"] == "ray-lakehouse-airflow:latest"
+        assert services[name]["entrypoint"] == ["/opt/spark-runtime/pyspark/bin/spark-class"]
+        assert services[name]["environment"]["SPARK_HOME"] == "/opt/spark-runtime/pyspark"
+    assert services["spark-worker"]["command"] == [
+        "org.apache.spark.deploy.worker.Worker",
+        "spark://spark-master:7077",
+    ]
+    dockerfile = (REPO / "docker" / "airflow.Dockerfile").read_text()
+    assert "python -m ray_operators.spark.runtime install" in dockerfile
+    assert "ENV RAY_LAKEHOUSE_SPARK_HOME=/opt/spark-runtime" in dockerfile
+    iceberg = re.search(r"-(\d+\.\d+\.\d+)\.jar$", runtime.ICEBERG_RUNTIME_JAR).group(1)
+    assert f"ARG ICEBERG={iceberg}" in dockerfile and "openjdk-17-jre-headless" in dockerfile
+    assert runtime.REQUIREMENTS == ("pyspark==3.5.9", "snowpark-connect-deps-iceberg==1.0.2")
+
+
 def test_connections_and_environment_wiring(compose):
     raw, c, _ = compose
     env = c["services"]["airflow-scheduler"]["environment"]

@@ -93,8 +93,26 @@ def test_ray_side_job_code_never_imports_airflow():
                 raise AssertionError(f"{path}: imports {name} from the Airflow side")
 
 
-#: What Ray-side code may import from this package: itself, the contract, the snapshot lineage.
-SHARED_WITH_RAY = ("ray_operators.jobs", "ray_operators.contract", "ray_operators.iceberg_snapshots")
+#: What Ray-side code may import from this package: itself, the contract, the snapshot lineage, the
+#: curation protocol.
+SHARED_WITH_RAY = (
+    "ray_operators.jobs",
+    "ray_operators.contract",
+    "ray_operators.iceberg_snapshots",
+    "ray_operators.curation",
+)
+
+
+def test_the_curation_protocol_is_engine_neutral():
+    """Both curate engines import it: no Airflow, Ray or Spark, and nothing of the package but the
+    contract, the snapshot lineage and the one file-IO rule (``jobs/storage.py``)."""
+    for path in (REPO / "ray_operators" / "curation").rglob("*.py"):
+        for name in imported_names(path):
+            assert name.split(".")[0] not in ("airflow", "ray", "pyspark"), f"{path}: imports {name}"
+            if name.startswith("ray_operators"):
+                assert name.startswith(
+                    ("ray_operators.contract", "ray_operators.curation", "ray_operators.jobs.storage")
+                ), f"{path}: the curation protocol imports {name}"
 
 
 def test_the_contract_and_snapshot_lineage_import_neither_airflow_nor_ray():
