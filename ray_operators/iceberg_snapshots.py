@@ -221,15 +221,17 @@ def lineage_of(metadata: Any, snapshot: Any) -> dict[str, str]:
 
 
 def rolled_back_ids(metadata: Any, key: str, value: str, branch: str = "main") -> list[int]:
-    """Snapshots that carried ``key == value`` on the branch once (they are in the table's history
-    log) and are no longer on it: a rollback took them off. A staged write-audit-publish snapshot
-    that was never published is not one of them."""
+    """Snapshots that carry ``key == value`` and are not on the branch: a rollback took them off.
+    A write-audit-publish snapshot that was staged and never published (never the branch's head,
+    by the table's history log) is not one of them; its publish, if any, is listed instead."""
     on_branch = {s.snapshot_id for s in iter_ancestors(metadata, head_of(metadata, branch))}
     was_current = {entry.snapshot_id for entry in getattr(metadata, "snapshot_log", None) or []}
     return [
         s.snapshot_id
         for s in metadata.snapshots
-        if summary_value(s, key) == value and s.snapshot_id in was_current and s.snapshot_id not in on_branch
+        if summary_value(s, key) == value
+        and s.snapshot_id not in on_branch
+        and (_summary_props(s).get(STAGED_WAP_ID) is None or s.snapshot_id in was_current)
     ]
 
 

@@ -77,14 +77,15 @@ def arrow_schema(columns: Columns) -> Any:
 
 
 def spark_ddl(columns: Columns) -> str:
-    """The Spark SQL column list of ``columns`` (Spark's ``TIMESTAMP`` is Iceberg's ``timestamptz``,
-    as pyarrow's UTC timestamp is: both engines create the same Iceberg schema)."""
+    """The Spark SQL column list of ``columns`` (Spark's ``TIMESTAMP_LTZ`` is Iceberg's
+    ``timestamptz``, as pyarrow's UTC timestamp is: both engines create the same Iceberg schema,
+    whatever ``spark.sql.timestampType`` says)."""
     kinds = {
         "string": "STRING",
         "long": "BIGINT",
         "double": "DOUBLE",
         "boolean": "BOOLEAN",
-        "timestamp": "TIMESTAMP",
+        "timestamp": "TIMESTAMP_LTZ",
         "date": "DATE",
     }
     return ", ".join(f"{name} {kinds[kind]}" for name, kind in columns)
@@ -145,21 +146,21 @@ def plan_claim(
     :param on_branch: the run keys committed on the curated table's branch
         (:func:`ray_operators.iceberg_snapshots.values_on_branch`).
 
-    A unit is done when its latest row is SUCCESS from another run *and* that run's curated commit
-    is still on the branch: after a rollback of the curated table its units are curated again (the
-    processing row alone is no proof). A run that claimed units before (a retry) takes exactly
-    those that still exist.
+    A unit is done when the run of its latest row (another run, whatever the row's status) has its
+    curated commit on the branch: that commit holds every unit the run claimed, so a FAILED row
+    written after it (the quarantine commit failed, a zombie try) does not undo it. After a rollback
+    of the curated table the unit is curated again (the processing row alone is no proof). A run
+    that claimed units before (a retry) takes exactly those that still exist.
+
+    Two *different* runs that plan at the same moment can claim the same unit: pipelines run one at
+    a time by default (``max_active_runs: 1``).
     """
     rows = list(rows)
     latest: dict[str, Mapping[str, Any]] = {}
     for row in sorted(rows, key=_when):
         latest[row["folder"]] = row
     own = sorted({r["folder"] for r in rows if r["run_key"] == run_key})
-    done = sorted(
-        f
-        for f, r in latest.items()
-        if r["status"] == SUCCESS and r["run_key"] != run_key and r["run_key"] in on_branch
-    )
+    done = sorted(f for f, r in latest.items() if r["run_key"] != run_key and r["run_key"] in on_branch)
     rolled_back = sorted(f for f, r in latest.items() if r["status"] == SUCCESS and f not in done)
     found = set(found)
     if own:

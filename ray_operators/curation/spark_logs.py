@@ -47,6 +47,11 @@ def _get(record: dict[str, Any], dotted: str) -> Any:
     return node
 
 
+def _text(value: Any) -> str | None:
+    """A label as text: a number or an object in a string column is kept, as its JSON."""
+    return value if value is None or isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
 def parse_line(line: str) -> tuple[dict[str, Any] | None, str | None]:
     """One log line -> (typed row, None) or (None, quarantine reason)."""
     try:
@@ -68,13 +73,13 @@ def parse_line(line: str) -> tuple[dict[str, Any] | None, str | None]:
         "timestamp": ts.astimezone(UTC),
         "log_level": str(record["log_level"]),
         "message": str(record["message"]),
-        "pod_name": _get(record, "kubernetes.pod_name"),
-        "namespace_name": _get(record, "kubernetes.namespace_name"),
-        "app": _get(record, "kubernetes.labels.app"),
-        "spark_app_selector": _get(record, "kubernetes.labels.spark-app-selector"),
-        "spark_role": _get(record, "kubernetes.labels.spark-role"),
-        "spark_version": _get(record, "kubernetes.labels.spark-version"),
-        "submission_id": _get(record, "kubernetes.labels.submission-id"),
+        "pod_name": _text(_get(record, "kubernetes.pod_name")),
+        "namespace_name": _text(_get(record, "kubernetes.namespace_name")),
+        "app": _text(_get(record, "kubernetes.labels.app")),
+        "spark_app_selector": _text(_get(record, "kubernetes.labels.spark-app-selector")),
+        "spark_role": _text(_get(record, "kubernetes.labels.spark-role")),
+        "spark_version": _text(_get(record, "kubernetes.labels.spark-version")),
+        "submission_id": _text(_get(record, "kubernetes.labels.submission-id")),
     }, None
 
 

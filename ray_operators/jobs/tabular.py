@@ -62,17 +62,10 @@ def declared(params: dict[str, Any]) -> tuple[str, dict[str, str], list[str]]:
 
 
 def arrow_schema(columns: dict[str, str]):
-    import pyarrow as pa
+    """The declared columns and ``source_file`` (the raw file a row came from), in pyarrow."""
+    from ray_operators.curation.protocol import arrow_schema as of_columns
 
-    kinds = {
-        "string": pa.string(),
-        "long": pa.int64(),
-        "double": pa.float64(),
-        "boolean": pa.bool_(),
-        "timestamp": pa.timestamp("us", tz="UTC"),
-        "date": pa.date32(),
-    }
-    return pa.schema([(name, kinds[kind]) for name, kind in columns.items()] + [("source_file", pa.string())])
+    return of_columns([*columns.items(), ("source_file", "string")])
 
 
 def discover(

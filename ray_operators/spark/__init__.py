@@ -1,8 +1,11 @@
-"""The Spark variant of the curate stage: a PySpark application and its catalog configuration.
+"""The Spark engine of the curate stage: a PySpark application, its catalog configuration, and
+the local Spark runtime.
 
 In production, Spark curates raw data into Iceberg tables; ``SparkCurateOperator``
 (``ray_operators.operators.spark_curate``) submits :mod:`ray_operators.spark.curate_spark_logs`
-with ``spark-submit``. The application follows the same stage contract as the Ray jobs (the stage
-spec, lineage in snapshot summaries, exactly-once by run key) and parses lines with the very
-function the Ray curate stage uses, so both variants produce the same tables.
+with ``spark-submit``. The application runs the curation protocol of :mod:`ray_operators.curation`,
+as the Ray curate stage does (discovery, claims, processing rows, parser, commit keys, lineage), and
+commits through Iceberg's write-audit-publish; :mod:`ray_operators.spark.conf` maps an ``iceberg``
+connection to Spark catalog settings and :mod:`ray_operators.spark.runtime` finds Spark, the Iceberg
+runtime jar, Java and the SQLite JDBC driver.
 """

@@ -33,6 +33,8 @@ _S3A = {
     "s3.session-token": "spark.hadoop.fs.s3a.session.token",
 }
 
+REDACTION = r"(?i)secret|password|token|access[.]key|credential|jdbc[.]user|session"
+
 _TYPES = {"rest": "rest", "sql": "jdbc", "jdbc": "jdbc", "hive": "hive", "glue": "glue", "hadoop": "hadoop"}
 #: pyiceberg-only properties that mean nothing to the Java runtime.
 _PYTHON_ONLY = ("py-io-impl", "type", "init_catalog_tables")
@@ -68,6 +70,9 @@ def spark_catalog_conf(name: str, properties: dict[str, Any]) -> tuple[dict[str,
         prefix: "org.apache.iceberg.spark.SparkCatalog",
         f"{prefix}.type": _TYPES[kind],
         "spark.sql.extensions": "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions",
+        # The Spark UI, event logs and error reports redact settings that match: Spark's default
+        # pattern misses a REST catalog's `credential` and a JDBC catalog's user.
+        "spark.redaction.regex": REDACTION,
     }
     secret: dict[str, str] = {}
     for key, value in properties.items():

@@ -27,15 +27,16 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 import sys
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-from ray_operators.iceberg_snapshots import STAGED_WAP_ID
-
 ENGINE = "spark"
 WAP_ENABLED = "write.wap.enabled"
+#: A staged snapshot's own mark: two tries of one run stage under the same WAP id.
+STAGED_BY = "lakehouse.staged-by"
 
 
 class SparkTables:
@@ -117,21 +118,20 @@ class SparkTables:
         return self.publish(table, key, self.stage(frame, table, key, props))
 
     def stage(self, frame: Any, table: str, key: str, props: dict[str, str]) -> int:
-        """Write ``frame`` as a staged (unpublished) snapshot with WAP id ``key``; its id."""
-        before = {s.snapshot_id for s in self.metadata(table).snapshots}
+        """Write ``frame`` as a staged (unpublished) snapshot with WAP id ``key``; its id. The
+        snapshot is told apart from another try's staging of the same key by a mark of its own."""
+        import uuid
+
+        mark = uuid.uuid4().hex
         self.spark.conf.set("spark.wap.id", key)
         try:
             writer = frame.writeTo(self.full(table))
-            for name, value in props.items():
+            for name, value in {**props, STAGED_BY: mark}.items():
                 writer = writer.option(f"snapshot-property.{name}", value)
             writer.append()
         finally:
             self.spark.conf.unset("spark.wap.id")
-        staged = [
-            s.snapshot_id
-            for s in self.metadata(table).snapshots
-            if s.snapshot_id not in before and s.summary.get(STAGED_WAP_ID) == key
-        ]
+        staged = [s.snapshot_id for s in self.metadata(table).snapshots if s.summary.get(STAGED_BY) == mark]
         if len(staged) != 1:
             from ray_operators.contract.spec import StageError
 
@@ -169,16 +169,22 @@ def _facts(table: str, snap: Any, *, skipped: bool) -> dict[str, Any]:
 
 
 def spark_path(uri: str) -> str:
-    """A discovered raw file's URI as Spark's Hadoop file systems name it."""
+    """A discovered raw file's URI as Spark's Hadoop file systems name it, its glob characters
+    escaped (Spark reads a path as a glob)."""
     if uri.startswith("s3://"):
-        return "s3a://" + uri[len("s3://") :]
-    if "://" not in uri:
-        return "file://" + uri
-    return uri
+        uri = "s3a://" + uri[len("s3://") :]
+    elif "://" not in uri:
+        uri = "file://" + uri
+    return re.sub(r"([\\*?\[\]{}])", r"\\\1", uri)
 
 
-def _same_file(path: str) -> str:
-    """One spelling for a file however Spark or pyarrow wrote it (``file:/p`` = ``file:///p`` = ``/p``)."""
+def _same_file(path: str, *, from_spark: bool = False) -> str:
+    """One spelling for a file however Spark or pyarrow wrote it (``file:/p`` = ``file:///p`` = ``/p``;
+    Spark's ``path`` column is percent-encoded)."""
+    if from_spark:
+        from urllib.parse import unquote
+
+        path = unquote(path)
     if path.startswith("file:"):
         return "/" + path[len("file:") :].lstrip("/")
     if path.startswith("s3a://"):
@@ -197,7 +203,7 @@ def parse_claimed(spark: Any, claimed: list[str], found: dict[str, list[str]]) -
         return spark.sparkContext.emptyRDD()
 
     def parse(row: Any) -> Any:
-        unit, uri = files[_same_file(row.path)]
+        unit, uri = files[_same_file(row.path, from_spark=True)]
         return spark_logs.records(uri, unit, io.BytesIO(row.content))
 
     frame = spark.read.format("binaryFile").load([spark_path(uri) for _, uri in files.values()])

@@ -19,14 +19,18 @@ PARAMS = {
 RAW = ["{{ params.raw_a }}", "{{ params.raw_b }}"]
 
 
-def spark_curate(dag_id: str, params: dict[str, Param]) -> None:
-    with DAG(
+def manual_dag(dag_id: str, params: dict[str, Param]) -> DAG:
+    return DAG(
         dag_id,
         schedule=None,
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=False,
         params=params,
-    ):
+    )
+
+
+def spark_curate(dag_id: str, params: dict[str, Param]) -> None:
+    with manual_dag(dag_id, params):
         SparkCurateOperator(
             task_id="curate",
             output_table="{{ params.output }}",
@@ -52,13 +56,7 @@ spark_curate(
     },
 )
 
-with DAG(
-    "curate_logs_ray",
-    schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    params=PARAMS,
-):
+with manual_dag("curate_logs_ray", PARAMS):
     LakehouseStageOperator(
         task_id="curate",
         stage="curate",

@@ -38,8 +38,8 @@ CURATED = [name for name, _ in spark_logs.CURATED_COLUMNS]
 QUARANTINED = [name for name, _ in protocol.QUARANTINE_COLUMNS]
 
 #: Lines the generator does not write: CRLF endings, blank lines, a JSON array, bytes that are not
-#: UTF-8, a naive timestamp, flat dotted keys, lines longer than the quarantine keeps, and a last
-#: line without a newline.
+#: UTF-8, a naive timestamp, flat dotted keys, labels that are not strings, lines longer than the
+#: quarantine keeps, and a last line without a newline.
 TRICKY = b"".join(
     [
         b'{"timestamp":"2026-01-01T00:00:00Z","log_level":"INFO","message":"crlf line"}\r\n',
@@ -51,6 +51,8 @@ TRICKY = b"".join(
         b'{"timestamp":"2026-01-01T00:00:02Z","log_level":"ERROR","message":"' + b"x" * 12_000 + b'"}\n',
         b'{"timestamp":"2026-01-01T00:00:03Z","log_level":"ERROR","message":"' + b"y" * 12_000 + b"\n",
         b'{"timestamp":"","log_level":"INFO","message":"m"}\n',
+        b'{"timestamp":"2026-01-01T00:00:05Z","log_level":"INFO","message":"numbers as labels",'
+        b'"kubernetes":{"pod_name":5,"labels":{"app":{"nested":true},"spark-role":null}}}\n',
         b'{"timestamp":"2026-01-01T00:00:04Z","log_level":"INFO","message":"last line, no newline"}',
     ]
 )
@@ -70,7 +72,10 @@ def corpus(root: Path) -> tuple[list[str], dict[str, int]]:
     (b / "spark-tricky").mkdir()
     (b / "spark-tricky" / "driver.log").write_bytes(TRICKY)
     (b / "spark-tricky" / "notes.txt").write_text("not a log file\n")
-    folders = sorted([*first["folders"], *second["folders"], "spark-tricky"])
+    # A folder and a file whose names Spark would read as a glob or percent-encode.
+    (b / "spark-odd [1]").mkdir()
+    (b / "spark-odd [1]" / "driver {a} 1.log").write_bytes(TRICKY.splitlines(keepends=True)[0] * 2)
+    folders = sorted([*first["folders"], *second["folders"], "spark-tricky", "spark-odd [1]"])
     return [str(a), str(b)], {"folders": len(folders), "good": first["good"] + second["good"]}
 
 
@@ -155,7 +160,7 @@ def test_spark_and_ray_curate_the_same_corpus_row_for_row(spark_env, ray_head, t
 
     spark_tables, ray_tables = tables_of(catalog, "logs.by_spark"), tables_of(catalog, "logs.by_ray")
     assert spark_tables == ray_tables
-    assert len(spark_tables["curated"]) == counts["good"] + 4  # the tricky folder's good lines
+    assert len(spark_tables["curated"]) == counts["good"] + 5 + 2  # the tricky folders' good lines
     processing = spark_tables["processing"]
     assert [p[1] for p in processing].count(protocol.SUCCESS) == counts["folders"]
     assert [p[1] for p in processing].count(protocol.PROCESSING) == counts["folders"]
@@ -217,8 +222,8 @@ def test_a_retry_after_the_spark_driver_is_killed_commits_once(spark_env, tmp_pa
     catalog = iceberg.catalog
     raw = [str(tmp_path / "raw-a"), str(tmp_path / "raw-b")]
     # Large enough that the driver is still parsing when it is killed.
-    a = generate_spark_logs(raw[0], apps=3, executors=3, lines_per_file=12_000, seed=21)
-    b = generate_spark_logs(raw[1], apps=1, executors=3, lines_per_file=12_000, seed=22)
+    a = generate_spark_logs(raw[0], apps=3, executors=3, lines_per_file=20_000, seed=21)
+    b = generate_spark_logs(raw[1], apps=1, executors=3, lines_per_file=20_000, seed=22)
     when = datetime(2026, 6, 3, tzinfo=UTC)
     # The child runs the DAG with these params by default (no run conf in start_dag_subprocess).
     os.environ["SPARK_TEST_RAW_A"], os.environ["SPARK_TEST_RAW_B"] = raw

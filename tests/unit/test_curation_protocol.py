@@ -47,6 +47,16 @@ def test_a_retry_takes_exactly_its_first_claim_even_when_more_units_arrived():
     assert claim.claimed == ["a", "b"] and claim.retry
 
 
+def test_a_failed_row_after_the_runs_commit_does_not_undo_it():
+    """A run whose curated commit is on the branch curated its units, whatever row came last (its
+    quarantine commit failed, a zombie try marked FAILED): a new run must not curate them twice."""
+    rows = [row("a", "PROCESSING", "k1", 1, end=False), row("a", "FAILED", "k1", 1)]
+    claim = protocol.plan_claim(rows, run_key="k2", on_branch={"k1"}, found=["a"])
+    assert claim.claimed == [] and claim.done == ["a"]
+    claim = protocol.plan_claim(rows, run_key="k2", on_branch=set(), found=["a"])
+    assert claim.claimed == ["a"]  # its output never landed
+
+
 def test_units_whose_commit_was_rolled_back_are_curated_again():
     rows = [row("a", "SUCCESS", "k1", 1), row("b", "SUCCESS", "k2", 2)]
     claim = protocol.plan_claim(rows, run_key="k3", on_branch={"k2"}, found=["a", "b"])
@@ -56,7 +66,7 @@ def test_units_whose_commit_was_rolled_back_are_curated_again():
 def test_naive_times_from_spark_order_like_aware_ones():
     naive = {**row("a", "SUCCESS", "k1", 5), "end_time": datetime(2026, 1, 1, 0, 5, 30)}
     later = row("a", "FAILED", "k2", 6)
-    claim = protocol.plan_claim([later, naive], run_key="k3", on_branch={"k1", "k2"}, found=["a"])
+    claim = protocol.plan_claim([later, naive], run_key="k3", on_branch={"k1"}, found=["a"])
     assert claim.claimed == ["a"]  # its latest row is the FAILED one
 
 
@@ -92,6 +102,7 @@ def test_both_engines_create_the_same_iceberg_columns():
     assert protocol.spark_ddl(protocol.QUARANTINE_COLUMNS) == (
         "source_file STRING, line_number BIGINT, raw_line STRING, reason STRING"
     )
+    assert "start_time TIMESTAMP_LTZ" in protocol.spark_ddl(protocol.PROCESSING_COLUMNS)
     # Spark's TIMESTAMP is Iceberg's timestamptz: so is a UTC pyarrow timestamp.
     iceberg = pyarrow_to_schema(protocol.arrow_schema(protocol.PROCESSING_COLUMNS), name_mapping=_names())
     assert str(iceberg.find_field("start_time").field_type) == "timestamptz"
@@ -120,6 +131,11 @@ def test_records_number_lines_in_the_file_and_quarantine_with_reasons():
         (4, None),
         (5, "missing_field: timestamp, message"),
     ]
+    row_, reason = spark_logs.parse_line(
+        '{"timestamp":"2026-01-01T00:00:00Z","log_level":"I","message":"m","kubernetes":{"pod_name":5,'
+        '"labels":{"app":{"b":1,"a":[true]}}}}'
+    )
+    assert reason is None and row_["pod_name"] == "5" and row_["app"] == '{"a": [true], "b": 1}'
     typed = spark_logs.typed_row(out[2])
     assert typed["timestamp"] == datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC)
     assert typed["message"] == "\ufffd" and typed["source_folder"] == "spark-1"
