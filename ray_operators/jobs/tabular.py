@@ -183,9 +183,16 @@ def parse_file(item: dict[str, Any], properties: dict[str, str] | None = None) -
     try:
         if fmt == "csv":
             with io.StringIO(data.decode("utf-8", errors="replace"), newline="") as handle:
-                reader = csv.DictReader(handle)
-                for number, record in enumerate(reader, start=2):  # line 1 is the header
-                    emit(number, record, ",".join("" if v is None else str(v) for v in record.values()))
+                # A record's line is where it starts in the file: a quoted field may span lines, so
+                # count with the reader's own line counter (line 1 is the header).
+                reader = csv.reader(handle)
+                header = next(reader, None) or []
+                start = reader.line_num + 1
+                for row in reader:
+                    if row:  # a blank line is no record (as csv.DictReader has it)
+                        record = _as_record(header, row)
+                        emit(start, record, ",".join("" if v is None else str(v) for v in record.values()))
+                    start = reader.line_num + 1
         elif fmt == "json":
             with io.StringIO(data.decode("utf-8", errors="replace")) as handle:
                 for number, text in enumerate(handle, start=1):
@@ -228,6 +235,17 @@ def parse_file(item: dict[str, Any], properties: dict[str, str] | None = None) -
             }
         )
     return out
+
+
+def _as_record(header: list[str], row: list[str]) -> dict[Any, Any]:
+    """A CSV row by column name, as ``csv.DictReader`` builds it: missing fields are None, extra
+    fields a list under the key None."""
+    record: dict[Any, Any] = dict(zip(header, row, strict=False))
+    if len(row) > len(header):
+        record[None] = row[len(header) :]
+    for name in header[len(row) :]:
+        record[name] = None
+    return record
 
 
 def typed(record: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
