@@ -63,7 +63,8 @@ class SparkCurateOperator(SparkSubmitOperator):
 
     :param output_table: ``namespace.table`` to write (templated); ``_quarantine`` and
         ``_processing`` tables are written next to it.
-    :param raw_paths: the raw root holding ``spark-*`` folders (templated; ``s3a://`` on a cluster).
+    :param raw_paths: the raw roots holding ``spark-*`` folders, one or a list (templated; local
+        paths, ``file://``, or ``s3://``/``s3a://`` where Spark has ``hadoop-aws``).
     :param iceberg_conn_id: the ``iceberg`` connection; its id is the Spark catalog name.
     :param run_key: override the run key (templated); see ``run_key_for``.
     Other keyword arguments go to ``SparkSubmitOperator`` (``conn_id``, ``packages``, resources...).

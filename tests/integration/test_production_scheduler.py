@@ -74,6 +74,9 @@ stages:
     output: feat.big_worker_lost
     standardize: [x]
 """,
+    # The stage sleeps 10 s per batch of 40,000 rows (six batches): the triggerer restarts within a
+    # second or two of its trigger's start, long before the job can end (a plain preprocess of
+    # raw.big on a warm cluster ended in 3 s, before the restart).
     "prod_triggerer.yaml": """
 name: prod_triggerer
 start_date: 2026-01-01
@@ -83,6 +86,10 @@ stages:
     kind: preprocess
     input: raw.big
     output: feat.big_triggerer
+    transforms:
+      - fn: ray_operators.jobs.examples:slow_identity
+        batch_size: 40000
+        kwargs: {seconds: 10}
     standardize: [x]
 """,
     "prod_sense.yaml": """
