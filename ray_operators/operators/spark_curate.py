@@ -115,7 +115,7 @@ class SparkCurateOperator(SparkSubmitOperator):
         )
         return spec.encode()
 
-    def _runtime_defaults(self) -> None:
+    def _runtime_defaults(self, properties: dict[str, str]) -> None:
         """The Iceberg runtime (and, for the local runtime, ``spark-submit`` and Python) to use."""
         import os
 
@@ -124,7 +124,7 @@ class SparkCurateOperator(SparkSubmitOperator):
 
         if self.jars or self.packages:
             return
-        runtime = local_runtime(sqlite=_sqlite_catalog(all_catalog_properties(self.iceberg_conn_id)))
+        runtime = local_runtime(sqlite=_sqlite_catalog(properties))
         if runtime is None:
             self.packages = ICEBERG_SPARK_PACKAGES
             return
@@ -135,10 +135,9 @@ class SparkCurateOperator(SparkSubmitOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from ray_operators.spark.conf import spark_catalog_conf
 
-        self._runtime_defaults()
-        public, secret = spark_catalog_conf(
-            self.iceberg_conn_id, all_catalog_properties(self.iceberg_conn_id)
-        )
+        properties = all_catalog_properties(self.iceberg_conn_id)
+        self._runtime_defaults(properties)
+        public, secret = spark_catalog_conf(self.iceberg_conn_id, properties)
         self.conf = {**(self.conf or {}), **public}
         spec = self.build_spec(context)
         self.application_args = [*(self.application_args or []), "--spec", spec]
@@ -176,19 +175,17 @@ class SparkCurateOperator(SparkSubmitOperator):
         keys = protocol.CommitKeys(spec.run_key)
         catalog = build_catalog(self.iceberg_conn_id)
 
-        def commit(table: str, key: str) -> dict[str, Any]:
-            snap = committed_with(catalog.load_table(table).metadata, RUN_KEY, key)
+        def commit(table: str, key: str) -> tuple[dict[str, Any], Any]:
+            metadata = catalog.load_table(table).metadata
+            snap = committed_with(metadata, RUN_KEY, key)
             if snap is None:
                 raise RuntimeError(f"spark-submit succeeded, but {table} holds no commit of run key {key}")
             rows = int(snap.summary.get("added-records") or 0)
-            return {"table": table, "snapshot_id": snap.snapshot_id, "rows": rows}
+            return {"table": table, "snapshot_id": snap.snapshot_id, "rows": rows}, lineage_of(metadata, snap)
 
-        output = commit(self.output_table, keys.output)
-        head = catalog.load_table(self.output_table)
-        app_id = lineage_of(head.metadata, head.metadata.snapshot_by_id(output["snapshot_id"])).get(
-            SPARK_APP_ID
-        )
-        quarantine = commit(protocol.quarantine_table(self.output_table), keys.quarantine)
+        output, output_lineage = commit(self.output_table, keys.output)
+        app_id = output_lineage.get(SPARK_APP_ID)
+        quarantine, _ = commit(protocol.quarantine_table(self.output_table), keys.quarantine)
         processing = catalog.load_table(protocol.processing_table(self.output_table))
         folders = sorted(
             {
