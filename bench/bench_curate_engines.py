@@ -1,22 +1,29 @@
-"""The curate stage on its two engines against a plain Ray Data script, on one corpus.
+"""The curate stage on its two engines against a plain Ray Data script, on two corpora.
 
-One corpus of Spark application logs (at least 1,000,000 JSON lines) is curated three times into
-its own tables of one sqlite SqlCatalog with a local warehouse, one after the other, each on the
-machine's 2 cores:
+Two corpora, each of at least 1,000,000 lines, are curated into their own tables of one sqlite
+SqlCatalog with a local warehouse, one run after the other, each on the machine's 2 cores:
 
-1. Spark: the curate application through ``spark-submit`` (``local[2]``, the local runtime:
-   Spark 3.5.9, Iceberg 1.10.2), exactly as ``SparkCurateOperator`` submits it. The wall time
-   includes the JVM and session start.
-2. Ray: the curate stage's job code (``ray_operators.jobs.curate.run``) in a Ray driver with
-   ``num_cpus=2`` (started before the clock; the stage's own Ray Data pipeline, four commits).
-3. Baseline: ``ray.data.read_json(files, file_extensions=["log"]).write_iceberg(table)``, the plain Ray Data script, with
-   no typing, no quarantine, no processing table and no exactly-once (the table is created first,
-   outside the clock, with the schema pyarrow infers).
+- Spark application logs (JSON lines with nested Kubernetes labels, 50 files):
+  1. Spark: the curate application through ``spark-submit`` (``local[2]``, the local runtime:
+     Spark 3.5.9, Iceberg 1.10.2), exactly as ``SparkCurateOperator`` submits it. The wall time
+     includes the JVM and session start.
+  2. Ray, fast path: the curate stage's job code (``ray_operators.jobs.curate.run``) in a Ray
+     driver with ``num_cpus=2`` (started before the clock; the stage's own Ray pipeline, four
+     commits): pyarrow's JSON reader, the row parser only for lines it cannot vouch for.
+  3. Ray, row path: the same with ``fast_path: false`` (every line through the row parser; what
+     the stage did before issue 15).
+  4. Baseline: ``ray.data.read_json(files).write_iceberg(table)``, the plain Ray Data script, with
+     no typing, no quarantine, no processing table and no exactly-once (the table is created
+     first, outside the clock, with the schema pyarrow infers).
+- CSV (row id, label, six doubles, an ISO timestamp and a quoted string per row, 20 files):
+  the Ray stage with the fast path, with the row path, and ``ray.data.read_csv -> write_iceberg``.
 
-The corpus has no malformed lines, since the baseline has no quarantine and would fail on one.
-Both engines do their whole protocol all the same: every line is parsed and typed.
+The corpora have no malformed lines, since the baselines have no quarantine and would fail on one.
+The stage does its whole protocol all the same: every line is parsed and typed. The Ray stage's
+runs also report where their time goes (claim, marks, parse, the two commits), measured around
+the job's own functions.
 
-usage: python bench/bench_curate_engines.py [--lines 1000000]
+usage: python bench/bench_curate_engines.py [--lines 1000000] [--no-spark]
 """
 
 from __future__ import annotations
@@ -39,6 +46,14 @@ from bench.results import write_section  # noqa: E402
 from tests.iceberg_helpers import catalog_properties, open_catalog  # noqa: E402
 
 CATALOG = "bench_curate"
+TITLE = "Curate engines: Spark, the Ray stage and a plain Ray Data script (issue 14)"
+CSV_COLUMNS = {
+    **{f"f{i}": "double" for i in range(6)},
+    "row_id": "long",
+    "label": "long",
+    "seen": "timestamp",
+    "name": "string",
+}
 
 
 def corpus(root: Path, lines: int) -> tuple[list[str], int]:
@@ -53,7 +68,31 @@ def corpus(root: Path, lines: int) -> tuple[list[str], int]:
     return files, counts["good"]
 
 
-def spec_for(root: Path, raw: Path, output: str):
+def csv_corpus(root: Path, lines: int, files: int = 20) -> tuple[list[str], int]:
+    """``files`` CSV files of :func:`generate_tabular` rows plus an ISO timestamp and a string that
+    pyarrow's writer quotes."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
+    from ray_operators.devstack.demo_data import generate_tabular
+
+    root.mkdir(parents=True)
+    per_file = -(-lines // files)
+    paths = []
+    for n in range(files):
+        table = generate_tabular(per_file, seed=n)
+        seconds = pa.array(range(n * per_file, (n + 1) * per_file), pa.int64()).cast(pa.timestamp("s", "UTC"))
+        table = table.append_column("seen", pc.strftime(seconds, "%Y-%m-%dT%H:%M:%SZ"))
+        table = table.append_column(
+            "name", pc.binary_join_element_wise("app ", pc.cast(table["label"], pa.string()), "")
+        )
+        paths.append(str(root / f"part-{n:03d}.csv"))
+        pcsv.write_csv(table, paths[-1], pcsv.WriteOptions(quoting_style="needed"))
+    return paths, per_file * files
+
+
+def spec_for(root: Path, raw: Path, output: str, params: dict | None = None):
     from ray_operators.contract.spec import StageSpec
 
     return StageSpec(
@@ -63,6 +102,7 @@ def spec_for(root: Path, raw: Path, output: str):
         output_table=output,
         raw_paths=[str(raw)],
         run={"run_key": f"bench/{output}/run=1", "dag_id": "bench", "run_id": "1", "task_id": "curate"},
+        params=params or {},
     )
 
 
@@ -86,94 +126,207 @@ def on_spark(root: Path, raw: Path) -> float:
     return elapsed
 
 
-def on_ray(root: Path, raw: Path) -> float:
+def on_ray(root: Path, raw: Path, output: str, params: dict | None = None) -> tuple[float, dict[str, float]]:
+    """The stage's wall time, and the seconds spent in each of its phases."""
     from ray_operators.jobs import curate
 
-    started = time.perf_counter()
-    curate.run(spec_for(root, raw, "logs.by_ray"))
-    return time.perf_counter() - started
+    phases: dict[str, float] = {}
+
+    def timed(fn, name_of):
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                name = name_of(kwargs)
+                phases[name] = phases.get(name, 0.0) + time.perf_counter() - started
+
+        return wrapper
+
+    def commit_name(kwargs):
+        table = kwargs.get("table") or ""
+        return {"": "curated commit", "_quarantine": "quarantine commit"}.get(
+            table[table.rfind("_") :] if table else "", "processing marks"
+        )
+
+    saved = {n: getattr(curate, n) for n in ("_claim", "_parse_all", "commit_exactly_once")}
+    curate._claim = timed(saved["_claim"], lambda _: "claim")
+    curate._parse_all = timed(saved["_parse_all"], lambda _: "parse (Ray tasks)")
+    curate.commit_exactly_once = timed(saved["commit_exactly_once"], commit_name)
+    try:
+        started = time.perf_counter()
+        curate.run(spec_for(root, raw, output, params))
+        elapsed = time.perf_counter() - started
+    finally:
+        for name, fn in saved.items():
+            setattr(curate, name, fn)
+    phases["other"] = elapsed - sum(phases.values())
+    return elapsed, phases
 
 
-def baseline(root: Path, files: list[str]) -> float:
+def baseline(root: Path, files: list[str], table: str, fmt: str) -> float:
+    import pyarrow.csv as pcsv
     import pyarrow.json as pj
     import ray
 
     catalog = open_catalog(root, CATALOG)
-    catalog.create_namespace_if_not_exists("logs")
-    catalog.create_table("logs.baseline", schema=pj.read_json(files[0]).schema)
+    catalog.create_namespace_if_not_exists(table.split(".")[0])
+    schema = (pj.read_json if fmt == "json" else pcsv.read_csv)(files[0]).schema
+    catalog.create_table(table, schema=schema)
     started = time.perf_counter()
-    ray.data.read_json(files, file_extensions=["log"]).write_iceberg(
-        "logs.baseline", catalog_kwargs={"name": CATALOG, **catalog_properties(root)}
-    )
+    if fmt == "json":
+        ds = ray.data.read_json(files, file_extensions=["log"])
+    else:
+        ds = ray.data.read_csv(files)
+    ds.write_iceberg(table, catalog_kwargs={"name": CATALOG, **catalog_properties(root)})
     return time.perf_counter() - started
+
+
+def _count(root: Path, tables: list[str]) -> dict[str, int]:
+    catalog = open_catalog(root, CATALOG)
+    return {t: len(catalog.load_table(t).scan().to_arrow()) for t in tables}
+
+
+def _row(name: str, secs: float, lines: int, base: float) -> str:
+    return f"| {name} | {secs:.1f} | {lines / secs:,.0f} | {base / secs:.2f} |"
+
+
+def _phases(phases: dict[str, dict[str, float]]) -> str:
+    names = list(next(iter(phases.values())))
+    head = "| run | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names)
+    body = "\n".join(
+        f"| {run} | " + " | ".join(f"{p[n]:.1f}" for n in names) + " |" for run, p in phases.items()
+    )
+    return f"{head}\n{body}"
+
+
+def warm_up(tmp: Path, root: Path) -> None:
+    """One small untimed run of each kind, so no timed run pays for starting Ray's workers."""
+    from ray_operators.devstack.demo_data import generate_spark_logs
+
+    generate_spark_logs(tmp / "warm", apps=1, lines_per_file=1000, malformed_fraction=0.0)
+    csv_corpus(tmp / "warm-csv", 4000, files=4)
+    on_ray(root, tmp / "warm", "warm.logs")
+    on_ray(root, tmp / "warm-csv", "warm.csv", {"format": "csv", "schema": CSV_COLUMNS})
+
+
+def run_all(tmp: Path, lines: int, spark: bool) -> dict:
+    import ray
+
+    load = os.getloadavg()[0]
+    root, raw, raw_csv = tmp / "lake", tmp / "raw", tmp / "raw-csv"
+    open_catalog(root, CATALOG)
+    files, logs = corpus(raw, lines)
+    csv_files, rows = csv_corpus(raw_csv, lines)
+    facts = {"logs": logs, "files": len(files), "size": sum(os.path.getsize(f) for f in files)}
+    facts.update(rows=rows, csv_files=len(csv_files), csv_size=sum(os.path.getsize(f) for f in csv_files))
+    print(f"corpora: {facts}", flush=True)
+    times, phases = {}, {}
+    if spark:
+        times["spark"] = on_spark(root, raw)
+        print(f"spark: {times['spark']:.1f}s", flush=True)
+    csv_params = {"format": "csv", "schema": CSV_COLUMNS}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        warm_up(tmp, root)
+        for key, path, output, params in (
+            ("logs fast", raw, "logs.by_ray", {}),
+            ("logs row", raw, "logs.by_ray_rows", {"fast_path": False}),
+            ("csv fast", raw_csv, "curated.csv_fast", csv_params),
+            ("csv row", raw_csv, "curated.csv_rows", {**csv_params, "fast_path": False}),
+        ):
+            times[key], phases[key] = on_ray(root, path, output, params)
+            print(f"{key}: {times[key]:.1f}s {phases[key]}", flush=True)
+        times["logs baseline"] = baseline(root, files, "logs.baseline", "json")
+        times["csv baseline"] = baseline(root, csv_files, "curated.csv_baseline", "csv")
+        print(f"baselines: {times['logs baseline']:.1f}s, {times['csv baseline']:.1f}s", flush=True)
+    finally:
+        ray.shutdown()
+    log_tables = ["logs.by_ray", "logs.by_ray_rows", "logs.baseline", *(["logs.by_spark"] if spark else [])]
+    counted = _count(root, log_tables + ["curated.csv_fast", "curated.csv_rows", "curated.csv_baseline"])
+    expected = {t: logs if t.startswith("logs") else rows for t in counted}
+    if counted != expected:
+        raise SystemExit(f"the runs wrote different row counts: {counted} (expected {expected})")
+    facts["load"] = (load, os.getloadavg()[0])
+    return {"facts": facts, "times": times, "phases": phases}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--no-spark", action="store_true", help="skip the Spark run (no section written)")
     args = parser.parse_args()
     from ray_operators.spark.runtime import missing
 
-    if problem := missing():
+    if not args.no_spark and (problem := missing()):
         raise SystemExit(f"Spark cannot run here: {problem}")
-    import ray
-
     with tempfile.TemporaryDirectory(prefix="bench-curate-") as tmp:
-        root = Path(tmp) / "lake"
-        open_catalog(root, CATALOG)
-        raw = Path(tmp) / "raw"
-        files, lines = corpus(raw, args.lines)
-        size = sum(os.path.getsize(f) for f in files)
-        print(f"corpus: {lines:,} lines in {len(files)} files, {size / 1e6:.0f} MB", flush=True)
-        spark_s = on_spark(root, raw)
-        print(f"spark: {spark_s:.1f}s", flush=True)
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        try:
-            ray_s = on_ray(root, raw)
-            print(f"ray stage: {ray_s:.1f}s", flush=True)
-            base_s = baseline(root, files)
-            print(f"baseline: {base_s:.1f}s", flush=True)
-        finally:
-            ray.shutdown()
-        catalog = open_catalog(root, CATALOG)
-        counted = {
-            t: len(catalog.load_table(t).scan().to_arrow())
-            for t in ("logs.by_spark", "logs.by_ray", "logs.baseline")
-        }
-    if len(set(counted.values())) != 1 or lines not in counted.values():
-        raise SystemExit(f"the three runs wrote different row counts: {counted} (corpus {lines})")
-    rows = [
-        ("Spark curate (spark-submit, local[2])", spark_s),
-        ("Ray curate stage (jobs.curate.run, 2 CPUs)", ray_s),
-        ("Baseline: read_json -> write_iceberg", base_s),
+        got = run_all(Path(tmp), args.lines, spark=not args.no_spark)
+    print(got, flush=True)
+    if not args.no_spark:
+        write_section(TITLE, report(got))
+
+
+def report(got: dict) -> str:
+    facts, t = got["facts"], got["times"]
+    logs, rows = facts["logs"], facts["rows"]
+    log_rows = [
+        _row("Spark curate (spark-submit, local[2])", t["spark"], logs, t["logs baseline"]),
+        _row("Ray curate stage, fast path", t["logs fast"], logs, t["logs baseline"]),
+        _row("Ray curate stage, row path (`fast_path: false`)", t["logs row"], logs, t["logs baseline"]),
+        _row("Baseline: read_json -> write_iceberg", t["logs baseline"], logs, t["logs baseline"]),
     ]
-    table = "\n".join(
-        f"| {name} | {secs:.1f} | {lines / secs:,.0f} | {base_s / secs:.2f} |" for name, secs in rows
+    csv_rows = [
+        _row("Ray curate stage, fast path", t["csv fast"], rows, t["csv baseline"]),
+        _row("Ray curate stage, row path (`fast_path: false`)", t["csv row"], rows, t["csv baseline"]),
+        _row("Baseline: read_csv -> write_iceberg", t["csv baseline"], rows, t["csv baseline"]),
+    ]
+    head = "| run | seconds | lines/s | speed vs baseline |\n|---|---:|---:|---:|"
+    goals = "\n".join(
+        f"| {name} | {t[f'{k} row'] / t[f'{k} fast']:.1f} (goal >= 5) | "
+        f"{t[f'{k} baseline'] / t[f'{k} fast']:.2f} (goal >= 1) |"
+        for name, k in (("Spark-log JSON lines", "logs"), ("CSV", "csv"))
     )
-    write_section(
-        "Curate engines: Spark, the Ray stage and a plain Ray Data script (issue 14)",
-        f"""Script: `bench/bench_curate_engines.py`. One corpus of {lines:,} Spark-log lines (JSON, nested
-Kubernetes labels) in {len(files)} files ({size / 1e6:.0f} MB), no malformed lines (the baseline has no
-quarantine). Each run writes its own table of one sqlite SqlCatalog with a local warehouse; every run
-wrote all {lines:,} rows. 2 cores; Spark and Ray each use both.
+    return f"""Script: `bench/bench_curate_engines.py`, one run. Two corpora: {logs:,} Spark-log lines (JSON, nested
+Kubernetes labels) in {facts["files"]} files ({facts["size"] / 1e6:.0f} MB), and {rows:,} CSV rows (row id, label, six
+doubles, an ISO timestamp, a quoted string) in {facts["csv_files"]} files ({facts["csv_size"] / 1e6:.0f} MB); no malformed
+lines (the baselines have no quarantine). Each run writes its own table of one sqlite SqlCatalog with a
+local warehouse; every run wrote every row. 2 cores; Spark and Ray each use both. The machine's
+1-minute load average was {facts["load"][0]:.1f} at the start and {facts["load"][1]:.1f} at the end (other work shares it):
+compare figures within one run.
 
-| run | seconds | lines/s | speed vs baseline |
-|---|---:|---:|---:|
-{table}
+Spark-log JSON lines:
 
-What each run does: the two engines parse every line with the shared parser (`ray_operators.curation`),
-type it, and make the protocol's four commits (PROCESSING rows, curated rows, quarantine, SUCCESS rows),
-each exactly once by run key; Spark's through Iceberg's write-audit-publish. Spark's time includes its
-JVM and session start. The baseline reads JSON with pyarrow's reader and appends the nested records as
-they are: no typing, no quarantine, no processing table, no run key.
+{head}
+{chr(10).join(log_rows)}
 
-Where the time goes: both engines parse line by line in Python (the shared parser: what lets a bad
-line be quarantined with its reason and line number, identically on both engines), while the baseline
-parses with pyarrow's C++ JSON reader and fails on the first malformed line. A vectorized fast path
-with a row-by-row fallback for failing blocks is issue 15's "curation throughput" goal; this is the
-figure it starts from.
-""",
-    )
+CSV:
+
+{head}
+{chr(10).join(csv_rows)}
+
+Issue 15's goals ("curation throughput"), measured in this run:
+
+| corpus | fast path / row path | fast path / baseline |
+|---|---:|---:|
+{goals}
+
+The row path is the stage with `fast_path: false`: every line through the row parser, in the same
+single-pass job (one parse in Ray tasks, the commits from its Arrow tables), so it is already faster
+than the stage before issue 15 (26,517 lines/s on the same Spark-log corpus, issue 14's figure).
+
+Where the Ray stage's time goes (seconds; measured around the job's own functions; "other" is
+the rest: discovery, the Ray driver's bookkeeping):
+
+{_phases(got["phases"])}
+
+What each run does: the two engines parse every line (the Ray fast path with pyarrow's JSON and CSV
+readers and `pyarrow.compute` casts, handing the row parser only what it cannot vouch for), type it,
+and make the protocol's four commits (PROCESSING rows, curated rows, quarantine, SUCCESS rows), each
+exactly once by run key; Spark's through Iceberg's write-audit-publish. Spark's time includes its JVM
+and session start. The baselines read with pyarrow's readers and append the records as they are: no
+typing, no quarantine, no processing table, no run key.
+"""
 
 
 if __name__ == "__main__":

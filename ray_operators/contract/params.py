@@ -20,12 +20,19 @@ class ParamsError(ValueError):
 @dataclass(frozen=True)
 class CurateParams:
     """``format``: ``spark_logs``, ``csv``, ``json`` or ``parquet``; ``schema``/``required``/``pattern``
-    for the tabular formats."""
+    for the tabular formats.
+
+    :param fast_path: read and type blocks of lines with pyarrow (``spark_logs``, ``csv``,
+        ``json``), handing to the row-by-row parser only the lines (or blocks) it cannot vouch
+        for; the tables are the same either way. ``False`` runs the row-by-row parser alone (to
+        compare the two, or to measure it).
+    """
 
     format: str = "spark_logs"
     schema: dict[str, str] | None = None
     required: list[str] | None = None
     pattern: str | None = None
+    fast_path: bool = True
 
 
 #: The code a categorical column gives a value outside the fitted vocabulary, and a null.

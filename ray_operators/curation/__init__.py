@@ -11,7 +11,10 @@ What both engines take from here, so they cannot drift apart:
   a run's commits, and the lineage every commit carries;
 - :mod:`~ray_operators.curation.spark_logs`: discovery of the raw units across all raw roots, the
   line parser and its quarantine reasons, and how a file becomes records (line numbers, blank
-  lines, undecodable bytes).
+  lines, undecodable bytes);
+- :mod:`~ray_operators.curation.spark_logs_fast` and :mod:`~ray_operators.curation.arrow_lines`:
+  the same parser vectorized with pyarrow, which hands the row parser every line it cannot vouch
+  for, so both give the same tables (the Ray engine's fast path; Spark runs the row parser).
 
 The run key itself is :mod:`ray_operators.contract.run_key`'s (curation is keyed by run), and "is
 this run key committed" is :mod:`ray_operators.iceberg_snapshots`'s ancestry walk. Nothing here

@@ -7,6 +7,11 @@ SUCCESS (and whose curated commit is still on the branch) is skipped. Every line
 row or a quarantined line with its reason; nothing is dropped silently and a bad line never fails
 the job.
 
+Every claimed file is parsed once, in Ray tasks, into Arrow tables of curated rows and quarantined
+records (with pyarrow's readers where they can vouch for a line, the row parser elsewhere: the
+``fast_path`` stage param); the two commits write from those tables, and the processing rows'
+counts come from the same tasks.
+
 Tables (``<output>`` is the spec's output table):
 - ``<output>``: for ``spark_logs``, timestamp, log_level, message, pod_name, namespace_name, app,
   spark_app_selector, spark_role, spark_version, submission_id, source_folder;
@@ -27,7 +32,7 @@ from typing import Any
 
 from ray_operators.contract.lineage import RUN_KEY, SUBMISSION_ID
 from ray_operators.contract.spec import StageSpec
-from ray_operators.curation import protocol, spark_logs
+from ray_operators.curation import protocol, spark_logs, spark_logs_fast
 from ray_operators.iceberg_snapshots import values_on_branch
 from ray_operators.jobs.write import commit_exactly_once, ensure_table
 
@@ -43,39 +48,43 @@ def schemas():
     )
 
 
-def parse_file(item: dict[str, Any], properties: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """flat_map UDF: one log file -> its records (:func:`ray_operators.curation.spark_logs.records`).
+def parse_file(
+    item: dict[str, Any], properties: dict[str, str] | None = None, fast: bool = True
+) -> tuple[Any, Any]:
+    """One log file -> (curated rows, quarantined lines) as Arrow tables
+    (:func:`ray_operators.curation.spark_logs_fast.curate_file`: pyarrow where it can vouch for a
+    line, the shared row parser ``spark_logs.records`` elsewhere, or everywhere when not ``fast``).
     ``properties``: the catalog's, for opening ``s3://`` raw files like its data files."""
     from ray_operators.jobs import storage
 
-    fs, path = storage.filesystem(item["path"], properties)
-    return list(spark_logs.records(item["path"], item["unit"], fs.open_input_stream(path)))
+    data = storage.read_bytes(item["path"], properties)
+    if data is None:
+        raise FileNotFoundError(f"raw file {item['path']} disappeared after discovery")
+    return spark_logs_fast.curate_file(item["path"], item["unit"], data, fast=fast)
 
 
 @dataclass(frozen=True)
 class _Format:
-    """What differs between raw formats: how units are found, what a task gets, how a file is
-    parsed and how a parsed record becomes a row of the curated table."""
+    """What differs between raw formats: how units are found, what a task gets, and how a file
+    becomes Arrow tables of curated rows (``schema``) and quarantined records."""
 
     schema: Any
     units: Callable[[], dict[str, list[str]]]
     item: Callable[[str, str], dict[str, Any]]
-    parse: Callable[[dict[str, Any]], list[dict[str, Any]]]
-    typed: Callable[[dict[str, Any]], dict[str, Any]]
+    parse: Callable[[dict[str, Any]], tuple[Any, Any]]
 
 
-def _spark_logs(spec: StageSpec) -> _Format:
+def _spark_logs(spec: StageSpec, fast: bool) -> _Format:
     props = spec.storage_properties()
     return _Format(
         schema=schemas()[0],
         units=lambda: spark_logs.discover_all(spec.raw_paths, props),
         item=lambda unit, path: {"path": path, "unit": unit},
-        parse=partial(parse_file, properties=props),
-        typed=spark_logs.typed_row,
+        parse=partial(parse_file, properties=props, fast=fast),
     )
 
 
-def _tabular(spec: StageSpec, pattern: str | None) -> _Format:
+def _tabular(spec: StageSpec, pattern: str | None, fast: bool) -> _Format:
     from ray_operators.contract.spec import StageError
     from ray_operators.jobs import tabular
 
@@ -96,8 +105,7 @@ def _tabular(spec: StageSpec, pattern: str | None) -> _Format:
         schema=tabular.arrow_schema(columns),
         units=units,
         item=lambda unit, path: {"path": path, "unit": unit, **encoded},
-        parse=partial(tabular.parse_file, properties=props),
-        typed=partial(tabular.typed, columns=columns),
+        parse=partial(tabular.curate_file, properties=props, fast=fast),
     )
 
 
@@ -105,8 +113,8 @@ def run(spec: StageSpec) -> dict[str, Any]:
     """Curate the raw roots' new units (Spark-log folders, or files of a tabular format)."""
     params = spec.typed_params()  # the defaults live in the contract (CurateParams)
     if str(params.format).lower() == "spark_logs":
-        return _curate(spec, _spark_logs(spec))
-    return _curate(spec, _tabular(spec, params.pattern))
+        return _curate(spec, _spark_logs(spec, params.fast_path))
+    return _curate(spec, _tabular(spec, params.pattern, params.fast_path))
 
 
 def _claim(spec: StageSpec, fmt: _Format) -> tuple[protocol.Claim, dict[str, list[str]]]:
@@ -128,8 +136,6 @@ def _claim(spec: StageSpec, fmt: _Format) -> tuple[protocol.Claim, dict[str, lis
 
 
 def _curate(spec: StageSpec, fmt: _Format) -> dict[str, Any]:
-    import ray
-
     out = spec.output_table
     keys = protocol.CommitKeys(spec.run_key)
     claim, found = _claim(spec, fmt)
@@ -146,13 +152,7 @@ def _curate(spec: StageSpec, fmt: _Format) -> dict[str, Any]:
     lineage = protocol.lineage(base, ENGINE)
     try:
         files = [fmt.item(unit, path) for unit in claim.claimed for path in found[unit]]
-        parsed = ray.data.from_items(files).flat_map(fmt.parse).materialize() if files else None
-        good = bad = None
-        if parsed is not None:
-            good = parsed.filter(lambda r: r["row"] is not None).map_batches(
-                _TypedBatch(fmt.typed, fmt.schema), batch_format="pyarrow"
-            )
-            bad = parsed.filter(lambda r: r["row"] is None).map(spark_logs.quarantine_row)
+        good, bad, stats = _parse_all(files, fmt.parse)
         logs_result = commit_exactly_once(spec, good, schema=fmt.schema, extra_properties=lineage)
         q_result = commit_exactly_once(
             spec.with_run_key(keys.quarantine),
@@ -161,7 +161,6 @@ def _curate(spec: StageSpec, fmt: _Format) -> dict[str, Any]:
             schema=schemas()[1],
             extra_properties={**lineage, RUN_KEY: keys.quarantine},
         )
-        stats = _per_unit(parsed) if parsed is not None else {}
     except Exception as err:
         mark(protocol.FAILED, keys.failed, error=str(err))
         raise
@@ -197,26 +196,36 @@ def _mark(
     commit_exactly_once(spec.with_run_key(key), data, table=table, extra_properties={**lineage, RUN_KEY: key})
 
 
-class _TypedBatch:
-    """Records -> typed rows, built into Arrow with the declared schema (so a column that mixes
-    values and nulls, or tz-aware datetimes, never falls back to pickled Python objects)."""
+def _parse_all(files: list[dict[str, Any]], parse: Callable) -> tuple[Any, Any, dict[str, tuple[int, int]]]:
+    """Parse every file once, in Ray tasks over groups of files: (curated rows and quarantined
+    records as datasets over the tasks' Arrow tables, ``{unit: (curated, quarantined)}``). The
+    commits write from those tables; nothing is parsed twice. ``(None, None, {})`` for no files."""
+    import ray
 
-    def __init__(self, typed: Any, schema: Any) -> None:
-        self.typed = typed
-        self.schema = schema
+    if not files:
+        return None, None, {}
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    count = min(len(files), 4 * cpus)  # a few tasks per CPU: balanced, and few large blocks
+    task = ray.remote(num_returns=3)(_parse_group)
+    refs = [task.remote(files[i::count], parse) for i in range(count)]
+    stats: dict[str, tuple[int, int]] = {}
+    for counts in ray.get([r[2] for r in refs]):
+        for unit, (good, bad) in counts.items():
+            before = stats.get(unit, (0, 0))
+            stats[unit] = (before[0] + good, before[1] + bad)
+    good = ray.data.from_arrow_refs([r[0] for r in refs])
+    return good, ray.data.from_arrow_refs([r[1] for r in refs]), stats
 
-    def __call__(self, batch: Any) -> Any:
-        import pyarrow as pa
 
-        return pa.Table.from_pylist([self.typed(r) for r in batch.to_pylist()], schema=self.schema)
+def _parse_group(items: list[dict[str, Any]], parse: Callable) -> tuple[Any, Any, dict[str, tuple[int, int]]]:
+    """A Ray task: files -> (their curated rows, their quarantined records, counts per unit)."""
+    import pyarrow as pa
 
-
-def _per_unit(parsed: Any) -> dict[str, tuple[int, int]]:
-    """(good, quarantined) records per unit (folder or file)."""
-    counts = parsed.map(
-        lambda r: {"unit": r["unit"], "good": int(r["row"] is not None), "bad": int(r["row"] is None)}
-    )
-    stats = {}
-    for row in counts.groupby("unit").sum(["good", "bad"]).take_all():
-        stats[row["unit"]] = (int(row["sum(good)"]), int(row["sum(bad)"]))
-    return stats
+    goods, bads, counts = [], [], {}
+    for item in items:
+        good, bad = parse(item)
+        goods.append(good)
+        bads.append(bad)
+        before = counts.get(item["unit"], (0, 0))
+        counts[item["unit"]] = (before[0] + good.num_rows, before[1] + bad.num_rows)
+    return pa.concat_tables(goods), pa.concat_tables(bads), counts

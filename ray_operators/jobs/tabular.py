@@ -1,4 +1,6 @@
-"""CSV, JSON-lines and Parquet files into a declared schema, row by row (for the curate stage).
+"""CSV, JSON-lines and Parquet files into a declared schema, row by row (for the curate stage; the
+vectorized fast path for CSV, :mod:`ray_operators.jobs.tabular_fast`, hands this parser what it
+cannot vouch for).
 
 Stage params: ``format`` (``csv``, ``json`` or ``parquet``), ``schema`` (``{column: type}`` with
 types ``string``, ``long``/``int``, ``double``/``float``, ``boolean``, ``timestamp``, ``date``),
@@ -151,90 +153,134 @@ def convert(
 
 
 def parse_file(item: dict[str, Any], properties: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """flat_map UDF: one file -> one record per row, converted or with its reason.
+    """One file -> one record per row, converted or with its reason (the row parser).
     ``properties``: the catalog's, for opening ``s3://`` raw files like its data files."""
+    return parse_bytes(item, read_file(item, properties))
+
+
+def read_file(item: dict[str, Any], properties: dict[str, str] | None = None) -> bytes:
+    # Storage trouble (network, credentials, a file gone) fails the job: a retry heals it, and no
+    # data is quarantined for it. Everything the parser raises on these bytes is the file's fault.
     from ray_operators.jobs import storage
 
-    path, fmt, unit = item["path"], item["format"], item["unit"]
-    columns, required = json.loads(item["columns"]), json.loads(item["required"])
-    out: list[dict[str, Any]] = []
+    data = storage.read_bytes(item["path"], properties)
+    if data is None:
+        raise FileNotFoundError(f"raw file {item['path']} disappeared after discovery")
+    return data
 
-    def emit(number: int, record: Any, raw: str) -> None:
+
+def curate_file(
+    item: dict[str, Any], properties: dict[str, str] | None = None, fast: bool = True
+) -> tuple[Any, Any]:
+    """One file -> (curated rows, quarantined records) as Arrow tables. ``fast``: CSV through
+    :mod:`ray_operators.jobs.tabular_fast` (pyarrow, the row parser for what it cannot vouch for);
+    otherwise, and for the other formats, the row parser."""
+    data = read_file(item, properties)
+    if fast and item["format"] == "csv":
+        from ray_operators.jobs import tabular_fast
+
+        tables = tabular_fast.curate_csv(item, data)
+        if tables is not None:
+            return tables
+    return tables_of(parse_bytes(item, data), json.loads(item["columns"]))
+
+
+def tables_of(records: list[dict[str, Any]], columns: dict[str, str]) -> tuple[Any, Any]:
+    """Row-parser records -> (curated rows, quarantined records) as Arrow tables."""
+    import pyarrow as pa
+
+    from ray_operators.curation import protocol, spark_logs
+
+    good = [typed(r, columns) for r in records if r["row"] is not None]
+    bad = [spark_logs.quarantine_row(r) for r in records if r["row"] is None]
+    quarantine = protocol.arrow_schema(protocol.QUARANTINE_COLUMNS)
+    return pa.Table.from_pylist(good, schema=arrow_schema(columns)), pa.Table.from_pylist(
+        bad, schema=quarantine
+    )
+
+
+class Emit:
+    """Collects a file's records: each converted to a row or given its quarantine reason."""
+
+    def __init__(self, item: dict[str, Any]) -> None:
+        self.path, self.unit = item["path"], item["unit"]
+        self.columns, self.required = json.loads(item["columns"]), json.loads(item["required"])
+        self.out: list[dict[str, Any]] = []
+
+    def __call__(self, number: int, record: Any, raw: str) -> None:
         if not isinstance(record, dict):
             row, reason = None, "bad_json: not an object"
         else:
-            row, reason = convert(record, columns, required)
-        out.append(
+            row, reason = convert(record, self.columns, self.required)
+        self.add(number, row, reason, raw)
+
+    def add(self, number: int, row: dict | None, reason: str | None, raw: str) -> None:
+        self.out.append(
             {
                 "row": json.dumps(row) if row is not None else None,
                 "reason": reason,
-                "path": path,
-                "unit": unit,
+                "path": self.path,
+                "unit": self.unit,
                 "line_number": number,
                 "raw": raw[:10_000],
             }
         )
 
-    # Storage trouble (network, credentials, a file gone) fails the job: a retry heals it, and no
-    # data is quarantined for it. Everything the parser raises on these bytes is the file's fault.
-    data = storage.read_bytes(path, properties)
-    if data is None:
-        raise FileNotFoundError(f"raw file {path} disappeared after discovery")
+
+def parse_bytes(item: dict[str, Any], data: bytes) -> list[dict[str, Any]]:
+    """A file's bytes -> its records (see :func:`parse_file`)."""
+    emit = Emit(item)
     try:
-        if fmt == "csv":
-            with io.StringIO(data.decode("utf-8", errors="replace"), newline="") as handle:
-                # A record's line is where it starts in the file: a quoted field may span lines, so
-                # count with the reader's own line counter (line 1 is the header).
-                reader = csv.reader(handle)
-                header = next(reader, None) or []
-                start = reader.line_num + 1
-                for row in reader:
-                    if row:  # a blank line is no record (as csv.DictReader has it)
-                        record = _as_record(header, row)
-                        emit(start, record, ",".join("" if v is None else str(v) for v in record.values()))
-                    start = reader.line_num + 1
-        elif fmt == "json":
-            with io.StringIO(data.decode("utf-8", errors="replace")) as handle:
-                for number, text in enumerate(handle, start=1):
-                    if not text.strip():
-                        continue
-                    try:
-                        record = json.loads(text)
-                    except json.JSONDecodeError as err:
-                        out.append(
-                            {
-                                "row": None,
-                                "reason": f"bad_json: {err.msg} at column {err.colno}",
-                                "path": path,
-                                "unit": unit,
-                                "line_number": number,
-                                "raw": text.rstrip("\n")[:10_000],
-                            }
-                        )
-                        continue
-                    emit(number, record, text.rstrip("\n"))
+        if item["format"] == "csv":
+            csv_rows(data.decode("utf-8", errors="replace"), emit)
+        elif item["format"] == "json":
+            _json_rows(data.decode("utf-8", errors="replace"), emit)
         else:
-            import pyarrow.parquet as pq
-
-            number = 0
-            import pyarrow as pa
-
-            for batch in pq.ParquetFile(pa.BufferReader(data)).iter_batches(batch_size=4096):
-                for record in batch.to_pylist():
-                    number += 1
-                    emit(number, record, json.dumps(record, default=str))
+            _parquet_rows(data, emit)
     except Exception as err:  # an undecodable file is quarantined as a whole, never a crash
-        out.append(
-            {
-                "row": None,
-                "reason": f"bad_file: {type(err).__name__}: {err}"[:500],
-                "path": path,
-                "unit": unit,
-                "line_number": 0,
-                "raw": "",
-            }
-        )
-    return out
+        emit.add(0, None, f"bad_file: {type(err).__name__}: {err}"[:500], "")
+    return emit.out
+
+
+def csv_rows(text: str, emit: Emit, header: list[str] | None = None, first_line: int = 1) -> None:
+    """CSV text -> records. ``header``: the file's, when ``text`` is a part of the file after it
+    that starts on line ``first_line``."""
+    with io.StringIO(text, newline="") as handle:
+        # A record's line is where it starts in the file: a quoted field may span lines, so count
+        # with the reader's own line counter (line 1 is the header).
+        reader = csv.reader(handle)
+        if header is None:
+            header = next(reader, None) or []
+        start = reader.line_num + first_line
+        for row in reader:
+            if row:  # a blank line is no record (as csv.DictReader has it)
+                record = _as_record(header, row)
+                emit(start, record, ",".join("" if v is None else str(v) for v in record.values()))
+            start = reader.line_num + first_line
+
+
+def _json_rows(text: str, emit: Emit) -> None:
+    with io.StringIO(text) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                emit.add(number, None, f"bad_json: {err.msg} at column {err.colno}", line.rstrip("\n"))
+                continue
+            emit(number, record, line.rstrip("\n"))
+
+
+def _parquet_rows(data: bytes, emit: Emit) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    number = 0
+    for batch in pq.ParquetFile(pa.BufferReader(data)).iter_batches(batch_size=4096):
+        for record in batch.to_pylist():
+            number += 1
+            emit(number, record, json.dumps(record, default=str))
 
 
 def _as_record(header: list[str], row: list[str]) -> dict[Any, Any]:

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from ray_operators.contract.lineage import ENGINE, RUN_KEY
-from ray_operators.curation import protocol, spark_logs
+from ray_operators.curation import protocol, spark_logs, spark_logs_fast
 from ray_operators.iceberg_snapshots import committed_with, lineage_of, rolled_back_ids, values_on_branch
 
 T0 = datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
@@ -208,7 +208,9 @@ def test_both_engines_run_the_shared_protocol():
         ):
             assert shared in source, f"{module.__name__} does not use {shared}"
         assert "def parse_line" not in source and "json.loads(line" not in source
-    assert "spark_logs.records(" in Path(on_ray.__file__).read_text()
+    # The Ray job parses through the shared fast path, whose fallback is the shared row parser.
+    assert "spark_logs_fast.curate_file(" in Path(on_ray.__file__).read_text()
+    assert "spark_logs.records(" in Path(spark_logs_fast.__file__).read_text()
     assert "spark_logs.records(" in Path(on_spark.__file__).read_text()
     assert (
         json.loads(
