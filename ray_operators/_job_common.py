@@ -6,7 +6,9 @@ Pure functions over JSON-safe values: no clients, no Airflow context, no heavy i
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from collections import deque
 from typing import Any
 
 from ray_operators.contract.result import RESULT_MARKER, parse_result
@@ -70,8 +72,11 @@ def log_tail(logs: str, lines: int = FAILURE_TAIL_LINES) -> str:
     return "\n".join(logs.rstrip("\n").splitlines()[-lines:])
 
 
-def failure_message(info: dict[str, Any], logs: str) -> str:
-    """What a failed task shows: Ray's message, the driver exit code and the log tail."""
+def failure_message(info: dict[str, Any], logs: str, *, tail: str | None = None) -> str:
+    """What a failed task shows: Ray's message, the driver exit code and the log tail.
+
+    ``tail`` is the tail already taken (:attr:`LogFollower.tail`); otherwise it is cut from ``logs``.
+    """
     status = info.get("status")
     # Ray appends its own (20,000-character) copy of the log to the message: keep its first line.
     message = (info.get("message") or "").strip().splitlines()
@@ -80,18 +85,132 @@ def failure_message(info: dict[str, Any], logs: str) -> str:
         f"message: {message[0].rstrip(':') if message else '-'}",
         f"driver exit code: {info.get('driver_exit_code')}",
         f"last {FAILURE_TAIL_LINES} log lines:",
-        log_tail(logs) or "(no log output)",
+        (log_tail(logs) if tail is None else tail) or "(no log output)",
     ]
     return "\n".join(parts)
 
 
-def build_result(info: dict[str, Any], logs: str, dashboard_url: str) -> dict[str, Any]:
-    """The operator's XCom value."""
+def build_result(
+    info: dict[str, Any], logs: str, dashboard_url: str, *, result: Any = None, parsed: bool = False
+) -> dict[str, Any]:
+    """The operator's XCom value; ``result`` replaces parsing ``logs`` when ``parsed`` is true."""
     return {
         "submission_id": info.get("submission_id"),
         "status": info.get("status"),
         "dashboard_url": dashboard_url,
         "start_time": info.get("start_time"),
         "end_time": info.get("end_time"),
-        "result": parse_result(logs),
+        "result": result if parsed else parse_result(logs),
     }
+
+
+def _line_result(line: str) -> tuple[bool, Any]:
+    """:func:`parse_result` on one line: ``(True, value)`` when it carries a valid result."""
+    position = line.rfind(RESULT_MARKER)
+    while position != -1:
+        if line[:position].strip() == "":
+            try:
+                return True, json.loads(line[position + len(RESULT_MARKER) :])
+            except json.JSONDecodeError:
+                pass
+        position = line.rfind(RESULT_MARKER, 0, position)
+    return False, None
+
+
+class LogFollower:
+    """Follows a driver log read from its beginning, piece by piece, in time linear in its size.
+
+    :meth:`feed` takes the log's text in pieces of any size (websocket messages, or the new part of
+    a whole download) and returns the complete lines past ``offset``, the characters already shown
+    (by this process, or by another one before a handoff); a partial line is held back until its
+    newline arrives, exactly as :func:`new_log_lines` does. Along the way it keeps what the end of a
+    job needs, so the whole log is never downloaded again: the last valid result-channel line
+    (:func:`parse_result`) and the last ``tail_lines`` lines (:func:`log_tail`), both counting the
+    lines before ``offset`` too.
+
+    :param offset: characters of the log already shown; lines up to there are not returned.
+    :param tail_lines: how many lines :attr:`tail` keeps.
+    """
+
+    def __init__(self, offset: int = 0, tail_lines: int = FAILURE_TAIL_LINES) -> None:
+        self.offset = int(offset)
+        #: Characters of the log received so far.
+        self.read = 0
+        #: Whether the log was read to its end (the job is terminal and :meth:`finish` ran).
+        self.complete = False
+        self.found_result = False
+        self.result: Any = None
+        self._pending: list[str] = []
+        self._line_start = 0
+        self._tail: deque[str] = deque(maxlen=tail_lines)
+        self._blank_run = 0
+
+    def feed(self, text: str) -> list[str]:
+        """The next piece of the log; returns its complete lines past :attr:`offset`."""
+        if not text:
+            return []
+        self.read += len(text)
+        if "\n" not in text:
+            self._pending.append(text)
+            return []
+        pieces = text.split("\n")
+        if self._pending:
+            self._pending.append(pieces[0])
+            pieces[0] = "".join(self._pending)
+        rest = pieces.pop()
+        self._pending = [rest] if rest else []
+        return self._lines(pieces)
+
+    def catch_up(self, logs: str) -> list[str]:
+        """Feed the part of a whole-log download not read yet (the fallback without a websocket)."""
+        return self.feed(logs[self.read :]) if len(logs) > self.read else []
+
+    def finish(self) -> list[str]:
+        """The log is complete (the job ended): also return a last line that has no newline."""
+        lines: list[str] = []
+        if self._pending:
+            line = "".join(self._pending)
+            self._pending = []
+            self._remember(line)
+            if self.read > self.offset:
+                lines.append(line[max(self.offset - self._line_start, 0) :])
+            self._line_start = self.read
+        # As flush_log_tail: everything read is shown now (a log shorter than the offset included).
+        self.offset = self.read
+        self.complete = True
+        return lines
+
+    @property
+    def tail(self) -> str:
+        """The same text as :func:`log_tail` of the whole log read so far."""
+        lines = list(self._tail)
+        if self._pending:
+            lines += [""] * min(self._blank_run, self._tail.maxlen or 0) + ["".join(self._pending)]
+        return log_tail("\n".join(lines))
+
+    def _lines(self, complete: list[str]) -> list[str]:
+        shown: list[str] = []
+        position, offset = self._line_start, self.offset
+        for line in complete:
+            end = position + len(line)  # where its newline is
+            self._remember(line)
+            if end >= offset:
+                shown.append(line[offset - position :] if offset > position else line)
+                offset = end + 1
+            position = end + 1
+        self._line_start, self.offset = position, offset
+        return shown
+
+    def _remember(self, line: str) -> None:
+        if not line:
+            # Trailing empty lines do not count in a tail (log_tail strips them): hold them back.
+            self._blank_run += 1
+            return
+        if self._blank_run:
+            self._tail.extend([""] * min(self._blank_run, self._tail.maxlen or 0))
+            self._blank_run = 0
+        self._tail.append(line)
+        if RESULT_MARKER in line and is_result_line(line):
+            found, value = _line_result(line)
+            if found:
+                self.found_result, self.result = True, value

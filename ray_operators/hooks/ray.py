@@ -18,7 +18,9 @@ left out of ``repr``, and scrubbed from every error message.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -41,6 +43,10 @@ TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 
 AUTH_HEADERS = ("authorization", "x-ray-authorization")
 
+#: Seconds between websocket pings while a log is tailed: keeps a quiet job's connection alive
+#: through proxies, and notices a dead one.
+LOG_TAIL_HEARTBEAT = 30.0
+
 
 class RayJobsError(AirflowException):
     """A call to the Ray Jobs API failed."""
@@ -52,6 +58,10 @@ class RayAuthError(RayJobsError):
 
 class RayJobNotFoundError(RayJobsError):
     """The Ray cluster has no job with the given submission id."""
+
+
+class RayLogTailUnavailableError(RayJobsError):
+    """The dashboard would not open the log websocket (an older Ray, a proxy that refuses upgrades)."""
 
 
 @dataclass(frozen=True)
@@ -410,6 +420,48 @@ class AsyncRayJobsClient:
     async def stop_job(self, submission_id: str) -> bool:
         payload = await self._request("POST", f"/api/jobs/{quote(submission_id, safe='')}/stop")
         return bool(payload.get("stopped", False))
+
+    @contextlib.asynccontextmanager
+    async def tail_job_logs(self, submission_id: str) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+        """Ray's ``/api/jobs/{id}/logs/tail`` websocket, open, with the headers, cookies and TLS
+        settings of every other request (the token in a header, never in the URL).
+
+        Ray sends the driver log from its beginning as text messages, follows it while the job
+        runs, and closes the socket (code 1000) once the job is terminal and the log read to its end.
+
+        :raises RayLogTailUnavailableError: the dashboard answered the upgrade with an HTTP status
+            other than 101 (no such route in this Ray, a proxy that refuses websockets, no such job).
+        :raises RayAuthError: the token was refused.
+        :raises RayJobsError: the dashboard cannot be reached.
+        """
+        import aiohttp
+
+        assert self._session is not None, "use AsyncRayJobsClient as `async with`"
+        path = f"/api/jobs/{quote(submission_id, safe='')}/logs/tail"
+        try:
+            ws = await self._session.ws_connect(
+                self.config.base_url + path,
+                ssl=self._ssl,
+                heartbeat=LOG_TAIL_HEARTBEAT,
+                # Ray sends a line whole, however long: never refuse a message for its size.
+                max_msg_size=0,
+            )
+        except aiohttp.WSServerHandshakeError as err:
+            if err.status in (401, 403):
+                raise RayAuthError(auth_error_message(err.status, self.config.base_url)) from None
+            raise RayLogTailUnavailableError(
+                self.config.scrub(f"Ray Jobs API {path} answered HTTP {err.status} instead of a websocket")
+            ) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as err:
+            raise RayJobsError(
+                self.config.scrub(
+                    f"Cannot reach the Ray Jobs API at {self.config.base_url}: {type(err).__name__}"
+                )
+            ) from None
+        try:
+            yield ws
+        finally:
+            await ws.close()
 
 
 def _check_response(config: RayConnectionConfig, status: int, text: str, path: str) -> Any:

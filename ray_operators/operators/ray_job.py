@@ -12,15 +12,17 @@ from airflow.sdk import BaseOperator, ResumableJobMixin
 from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
 
 from ray_operators._job_common import (
+    LogFollower,
     attempt_id,
     build_result,
     failure_message,
     flush_log_tail,
     is_result_line,
-    new_log_lines,
+    log_tail,
     submission_base,
 )
-from ray_operators.contract.result import SUBMISSION_ID_ENV
+from ray_operators._log_stream import LogTailThread
+from ray_operators.contract.result import SUBMISSION_ID_ENV, parse_result
 from ray_operators.hooks.ray import ACTIVE_STATES, TERMINAL_STATES, RayAuthError, RayJobsError, RayJobsHook
 from ray_operators.links.ray import RAY_JOB_URL_XCOM_KEY, RayJobLink
 from ray_operators.triggers.ray_job import MAX_CONSECUTIVE_ERRORS, STOP_GRACE_SECONDS, RayJobTrigger
@@ -42,7 +44,10 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
     attempt submitted (same prefix, next ``-aN`` suffix). Killing, marking failed or timing out
     the task stops the Ray job, whether the task waits in a worker or deferred in the triggerer.
 
-    The driver log streams into the task log while the job runs. A job reports a small JSON
+    The driver log streams into the task log while the job runs, over Ray's log websocket (in the
+    triggerer, or in a reader thread of the worker), so the whole log crosses the network once
+    whatever its size; where the socket cannot be opened, the whole log is downloaded at every
+    poll instead, with one warning. A job reports a small JSON
     result with :func:`ray_operators.contract.result.report_result`; the operator returns
     ``{submission_id, status, dashboard_url, start_time, end_time, result}`` as its XCom value.
 
@@ -124,6 +129,8 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
         self._submission_id: str | None = None
         self._log_offset = 0
         self._final: dict[str, Any] | None = None
+        #: The log as followed in this process (the sync wait), with its result and tail.
+        self._follower: LogFollower | None = None
 
     @cached_property
     def hook(self) -> RayJobsHook:
@@ -145,7 +152,7 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
                 f"Ray job {submission_id} ran past job_timeout={self.job_timeout}s; it was stopped "
                 f"(status {event.get('status')})"
             )
-        return self._finish(submission_id, context)
+        return self._finish(submission_id, context, summary=event.get("log_summary"))
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context):
         # "__fail__" means the triggerer gave up on the trigger (its timeout): the job must not
@@ -245,18 +252,29 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
                 method_name="execute_complete",
                 timeout=timeout,
             )
-        while info["status"] not in TERMINAL_STATES:
-            self._stream_logs(submission_id)
-            if deadline is not None and time.time() >= deadline:
-                status = self._stop_and_wait(submission_id)
-                raise AirflowTaskTimeout(
-                    f"Ray job {submission_id} ran past job_timeout={self.job_timeout}s; it was stopped "
-                    f"(status {status})"
-                )
-            time.sleep(self.poll_interval)
-            info = self._poll_info(submission_id)
-            if info["status"] == "MISSING":
-                raise AirflowException(f"Ray job {submission_id} disappeared from the cluster")
+        return self._wait_in_worker(submission_id, info, deadline, context)
+
+    def _wait_in_worker(
+        self, submission_id: str, info: dict[str, Any], deadline: float | None, context: Context
+    ) -> dict[str, Any]:
+        """Poll until the job is terminal, showing its log as it comes; then finish."""
+        tail = self._start_log_tail(submission_id) if self.stream_logs else None
+        try:
+            while info["status"] not in TERMINAL_STATES:
+                if deadline is not None and time.time() >= deadline:
+                    status = self._stop_and_wait(submission_id, tail)
+                    raise AirflowTaskTimeout(
+                        f"Ray job {submission_id} ran past job_timeout={self.job_timeout}s; it was stopped "
+                        f"(status {status})"
+                    )
+                self._follow_logs(submission_id, tail, self.poll_interval)
+                info = self._poll_info(submission_id)
+                if info["status"] == "MISSING":
+                    raise AirflowException(f"Ray job {submission_id} disappeared from the cluster")
+            self._read_to_end(submission_id, tail)
+        finally:
+            if tail is not None:
+                tail.stop()
         return self._finish(submission_id, context)
 
     def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
@@ -282,22 +300,64 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
                 time.sleep(min(self.poll_interval * attempt, 30))
         raise AssertionError("unreachable")
 
-    def _finish(self, submission_id: str, context: Context) -> dict[str, Any]:
+    def _finish(
+        self, submission_id: str, context: Context, summary: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Report a terminal job: its result, or a failure with the log's tail.
+
+        The result and the tail come from the log as it was followed (``summary`` from the
+        trigger, or this process's follower); only when nobody followed it (``stream_logs=False``,
+        a job found already finished) is the whole log downloaded, once.
+        """
         info = self.hook.get_job_info(submission_id)
         if info is None:
             raise AirflowException(f"Ray job {submission_id} disappeared from the cluster")
-        logs = self.hook.get_job_logs(submission_id)
-        if self.stream_logs:
-            self._emit(*flush_log_tail(logs, self._log_offset))
-        if info["status"] != "SUCCEEDED":
-            raise AirflowException(failure_message(info, logs))
-        self._final = build_result(info, logs, self.hook.job_url(submission_id))
+        succeeded = info["status"] == "SUCCEEDED"
+        follower = self._follower
+        if summary is not None and (succeeded or summary.get("tail") is not None):
+            result, tail = summary.get("result"), summary.get("tail")
+        elif follower is not None and follower.complete:
+            result, tail = follower.result, follower.tail
+        else:
+            logs = self.hook.get_job_logs(submission_id)
+            if self.stream_logs:
+                self._emit(*flush_log_tail(logs, self._log_offset))
+            result, tail = parse_result(logs), log_tail(logs)
+        if not succeeded:
+            raise AirflowException(failure_message(info, "", tail=tail or ""))
+        self._final = build_result(info, "", self.hook.job_url(submission_id), result=result, parsed=True)
         self.log.info("Ray job %s succeeded; result: %s", submission_id, self._final["result"])
         return self._final
 
-    def _stream_logs(self, submission_id: str) -> None:
-        if self.stream_logs:
-            self._emit(*new_log_lines(self.hook.get_job_logs(submission_id), self._log_offset))
+    def _start_log_tail(self, submission_id: str) -> LogTailThread:
+        self._follower = LogFollower(self._log_offset)
+        return LogTailThread(
+            self.hook.config,
+            submission_id,
+            self._follower,
+            log=self.log,
+            retry_interval=self.poll_interval,
+        ).start()
+
+    def _follow_logs(self, submission_id: str, tail: LogTailThread | None, seconds: float) -> None:
+        """Show the log as it comes for ``seconds`` (the time between two status polls)."""
+        if tail is not None and tail.running:
+            tail.show_for(seconds, self._emit)
+            return
+        if tail is not None and tail.fallback and self._follower is not None:
+            # No socket: download the whole log at every poll (O(n) each), as before.
+            self._emit(self._follower.catch_up(self.hook.get_job_logs(submission_id)), self._follower.offset)
+        time.sleep(seconds)
+
+    def _read_to_end(self, submission_id: str, tail: LogTailThread | None) -> None:
+        """The job is terminal: show the rest of its log (from the socket, or one download)."""
+        follower = self._follower
+        if tail is None or follower is None or follower.complete:
+            return
+        if tail.finish(self._emit):
+            return
+        self._emit(follower.catch_up(self.hook.get_job_logs(submission_id)), follower.offset)
+        self._emit(follower.finish(), follower.offset)
 
     def _emit(self, lines: list[str], offset: int) -> None:
         for line in lines:
@@ -305,7 +365,7 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
                 self.log.info("[ray] %s", line)
         self._log_offset = offset
 
-    def _stop_and_wait(self, submission_id: str) -> str | None:
+    def _stop_and_wait(self, submission_id: str, tail: LogTailThread | None = None) -> str | None:
         self.log.warning("Ray job %s passed job_timeout=%ss: stopping it", submission_id, self.job_timeout)
         self.hook.stop_job(submission_id)
         give_up = time.monotonic() + STOP_GRACE_SECONDS
@@ -316,7 +376,8 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
             if status in TERMINAL_STATES:
                 break
             time.sleep(0.5)
-        self._stream_logs(submission_id)
+        if status in TERMINAL_STATES:
+            self._read_to_end(submission_id, tail)
         return status
 
     def _stop_quietly(self, submission_id: str, why: str) -> None:

@@ -9,7 +9,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from ray_operators._job_common import flush_log_tail, is_result_line, new_log_lines
+from ray_operators._job_common import LogFollower, is_result_line
+from ray_operators._log_stream import JobLogStream
 from ray_operators.hooks.ray import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -29,9 +30,16 @@ class RayJobTrigger(BaseTrigger):
     """
     Wait for a Ray job to finish, streaming its driver log into the task log.
 
-    Fires one event: ``{"status", "submission_id", "log_offset", "timed_out", "error"}``.
-    The job's logs are read from ``log_offset`` on, so a handoff from the worker (or back) never
-    repeats a line.
+    Fires one event: ``{"status", "submission_id", "log_offset", "timed_out", "error",
+    "log_summary"}``. The job's logs are shown from ``log_offset`` on, so a handoff from the worker
+    (or back) never repeats a line.
+
+    The driver log is followed over Ray's log websocket (:class:`~ray_operators._log_stream.JobLogStream`),
+    beside the status polls, so a job's whole log crosses the network once; where the socket cannot
+    be opened, the whole log is downloaded at every poll instead. ``log_summary`` is
+    ``{"result", "tail"}`` (the reported result, and the last log lines of a job that did not
+    succeed) once the log was read to its end, so the worker needs no download of its own; None
+    when logs are not streamed.
 
     ``cleanup()`` does not stop the job (it runs on every triggerer restart); :meth:`on_kill`
     does, when a user marks the deferred task failed or clears it.
@@ -61,6 +69,7 @@ class RayJobTrigger(BaseTrigger):
         self.log_offset = int(log_offset)
         self.deadline = float(deadline) if deadline is not None else None
         self.stream_logs = bool(stream_logs)
+        self._stream: JobLogStream | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -82,59 +91,97 @@ class RayJobTrigger(BaseTrigger):
             "log_offset": self.log_offset,
             "timed_out": False,
             "error": None,
+            "log_summary": None,
         }
         payload.update(extra)
         return TriggerEvent(payload)
 
-    async def _stream(self, client: AsyncRayJobsClient, final: bool = False) -> None:
-        if not self.stream_logs:
-            return
-        logs = await client.get_job_logs(self.submission_id)
-        lines, offset = (flush_log_tail if final else new_log_lines)(logs, self.log_offset)
-        # Advance the offset line by line, so a cancellation mid-batch never re-emits a line.
+    async def _show(self, lines: list[str], offset: int) -> None:
+        # No await in here: a cancellation never falls between a line shown and the offset moved.
         for line in lines:
             if line.strip() and not is_result_line(line):
                 self.log.info("[ray] %s", line)
         self.log_offset = offset
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        # All the work (and the socket's closing) happens before the event is yielded.
+        yield await self._wait()
+
+    async def _wait(self) -> TriggerEvent:
         try:
             config = await RayJobsHook.aget_config(self.ray_conn_id)
         except Exception as err:
-            yield self._event(None, error=f"Cannot load connection {self.ray_conn_id!r}: {err}")
-            return
-        errors = 0
+            return self._event(None, error=f"Cannot load connection {self.ray_conn_id!r}: {err}")
+        follower = LogFollower(self.log_offset) if self.stream_logs else None
+        self._stream = None
         async with RayJobsHook.async_client(config) as client:
-            while True:
-                try:
-                    info = await client.get_job_info(self.submission_id)
-                    if info is None:
-                        yield self._event(None, error=f"Ray has no job {self.submission_id}")
-                        return
-                    status = info["status"]
-                    if status in TERMINAL_STATES:
-                        await self._stream(client, final=True)
-                        yield self._event(status)
-                        return
-                    await self._stream(client)
-                    errors = 0
-                    if self.deadline is not None and time.time() >= self.deadline:
-                        status = await self._stop_and_wait(client)
-                        yield self._event(status, timed_out=True)
-                        return
-                except RayAuthError as err:
-                    # A token that stops working will not heal by itself: fail now, clearly.
-                    yield self._event(None, error=str(err))
-                    return
-                except (RayJobsError, TimeoutError, OSError) as err:
-                    errors += 1
-                    self.log.warning("Polling Ray job %s failed (%s): %s", self.submission_id, errors, err)
-                    if errors >= MAX_CONSECUTIVE_ERRORS:
-                        yield self._event(None, error=str(err))
-                        return
-                await asyncio.sleep(self.poll_interval)
+            try:
+                return await self._poll(client, follower)
+            finally:
+                # Also when cancelled (triggerer restart, task killed): close the socket.
+                if self._stream is not None:
+                    await self._stream.close()
 
-    async def _stop_and_wait(self, client: AsyncRayJobsClient) -> str | None:
+    async def _poll(self, client: AsyncRayJobsClient, follower: LogFollower | None) -> TriggerEvent:
+        errors = 0
+        while True:
+            try:
+                info = await client.get_job_info(self.submission_id)
+                if info is None:
+                    return self._event(None, error=f"Ray has no job {self.submission_id}")
+                status = info["status"]
+                if follower is not None and self._stream is None:
+                    # Opened once the job is known: follows the log while the polls go on.
+                    self._stream = JobLogStream(
+                        client,
+                        self.submission_id,
+                        follower,
+                        self._show,
+                        log=self.log,
+                        retry_interval=self.poll_interval,
+                    ).start()
+                    await self._stream.first_attempt()
+                if status in TERMINAL_STATES:
+                    await self._read_to_end(client, follower)
+                    return self._event(status, log_summary=self._summary(follower, status))
+                if self._stream is not None and self._stream.fallback:
+                    await self._catch_up(client, follower)
+                errors = 0
+                if self.deadline is not None and time.time() >= self.deadline:
+                    status = await self._stop_and_wait(client, follower)
+                    return self._event(status, timed_out=True)
+            except RayAuthError as err:
+                # A token that stops working will not heal by itself: fail now, clearly.
+                return self._event(None, error=str(err))
+            except (RayJobsError, TimeoutError, OSError) as err:
+                errors += 1
+                self.log.warning("Polling Ray job %s failed (%s): %s", self.submission_id, errors, err)
+                if errors >= MAX_CONSECUTIVE_ERRORS:
+                    return self._event(None, error=str(err))
+            await asyncio.sleep(self.poll_interval)
+
+    async def _catch_up(self, client: AsyncRayJobsClient, follower: LogFollower | None) -> None:
+        """The fallback: download the whole log, show what is new (O(n) per poll)."""
+        if follower is not None:
+            logs = await client.get_job_logs(self.submission_id)
+            await self._show(follower.catch_up(logs), follower.offset)
+
+    async def _read_to_end(self, client: AsyncRayJobsClient, follower: LogFollower | None) -> None:
+        """The job is terminal: show the rest of its log, from the socket or one last download."""
+        if follower is None or follower.complete:
+            return
+        if self._stream is not None and await self._stream.wait_complete():
+            return
+        await self._catch_up(client, follower)
+        await self._show(follower.finish(), follower.offset)
+
+    @staticmethod
+    def _summary(follower: LogFollower | None, status: str) -> dict[str, Any] | None:
+        if follower is None or not follower.complete:
+            return None
+        return {"result": follower.result, "tail": None if status == "SUCCEEDED" else follower.tail}
+
+    async def _stop_and_wait(self, client: AsyncRayJobsClient, follower: LogFollower | None) -> str | None:
         self.log.warning("Ray job %s passed its deadline: stopping it", self.submission_id)
         await client.stop_job(self.submission_id)
         give_up = time.monotonic() + STOP_GRACE_SECONDS
@@ -145,7 +192,10 @@ class RayJobTrigger(BaseTrigger):
             if status in TERMINAL_STATES:
                 break
             await asyncio.sleep(0.5)
-        await self._stream(client, final=True)
+        if status in TERMINAL_STATES:
+            await self._read_to_end(client, follower)
+        elif follower is not None:
+            await self._catch_up(client, follower)
         return status
 
     async def on_kill(self) -> None:

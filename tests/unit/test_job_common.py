@@ -8,10 +8,12 @@ import re
 import pytest
 
 from ray_operators._job_common import (
+    LogFollower,
     attempt_id,
     build_result,
     failure_message,
     flush_log_tail,
+    log_tail,
     new_log_lines,
     submission_base,
 )
@@ -114,3 +116,82 @@ def test_build_result_shape():
         "end_time": 2,
         "result": {"rows": 3},
     }
+
+
+# ---- LogFollower: the streamed log gives what the whole download gave ------------------------
+
+
+def _random_log(rng: random.Random) -> str:
+    pieces = [
+        "line",
+        "",
+        " ",
+        "\r",
+        "é…",
+        "x" * 30,
+        f'{RESULT_MARKER}{{"n": 1}}',
+        f"  {RESULT_MARKER}null",
+        f"{RESULT_MARKER}not json",
+        f"say {RESULT_MARKER}[1]",
+        f"{RESULT_MARKER}[2]{RESULT_MARKER}[3]",
+    ]
+    lines = [rng.choice(pieces) + (str(i) if rng.random() < 0.5 else "") for i in range(rng.randint(0, 140))]
+    text = "\n".join(lines)
+    return text + rng.choice(["", "\n", "\n\n", "\n \n", "\n\n\n"])
+
+
+def _feed_in_pieces(follower: LogFollower, text: str, rng: random.Random) -> list[str]:
+    shown, at = [], 0
+    while at < len(text):
+        step = rng.choice([1, 2, 7, 40, 500])
+        shown += follower.feed(text[at : at + step])
+        at += step
+    return shown + follower.finish()
+
+
+def test_log_follower_matches_the_whole_download_helpers_on_random_logs():
+    rng = random.Random(15)
+    for _ in range(400):
+        logs = _random_log(rng)
+        offset = rng.choice([0, 0, rng.randint(0, len(logs)), len(logs), len(logs) + 5])
+        expected, expected_offset = flush_log_tail(logs, offset)
+        follower = LogFollower(offset)
+        assert _feed_in_pieces(follower, logs, rng) == expected, (logs, offset)
+        assert follower.offset == expected_offset
+        assert follower.tail == log_tail(logs), logs
+        assert follower.result == parse_result(logs), logs
+        assert follower.complete and follower.read == len(logs)
+
+
+def test_log_follower_never_splits_or_repeats_a_line_across_a_handoff():
+    logs = "".join(f"line {i}\n" for i in range(300)) + f'{RESULT_MARKER}{{"lines": 300}}\n'
+    first = LogFollower(0)
+    shown = first.feed(logs[:1234])  # the worker saw part of the log, cut mid-line, then deferred
+    second = LogFollower(first.offset)  # the trigger starts from the handed-over offset
+    shown += _feed_in_pieces(second, logs, random.Random(1))
+    assert shown == [f"line {i}" for i in range(300)] + [f'{RESULT_MARKER}{{"lines": 300}}']
+    # Lines before the offset were not shown again, but still count for the result and the tail.
+    assert second.result == {"lines": 300}
+    assert second.tail == log_tail(logs)
+
+
+def test_log_follower_catch_up_feeds_only_the_new_part_of_a_whole_download():
+    follower = LogFollower()
+    assert follower.catch_up("a\nb") == ["a"]
+    assert follower.catch_up("a\nb") == []
+    assert follower.catch_up("a\nbc\nd\n") == ["bc", "d"]
+    assert follower.finish() == [] and follower.offset == len("a\nbc\nd\n")
+
+
+def test_log_follower_tail_is_bounded():
+    follower = LogFollower(tail_lines=3)
+    for i in range(10_000):
+        follower.feed(f"line {i}\n")
+    assert follower.tail == "line 9997\nline 9998\nline 9999"
+    assert len(follower._tail) == 3
+
+
+def test_failure_message_takes_a_tail_already_cut():
+    info = {"submission_id": "s-a1", "status": "FAILED", "message": "boom", "driver_exit_code": 1}
+    assert failure_message(info, "", tail="last words").endswith("last 50 log lines:\nlast words")
+    assert failure_message(info, "", tail="").endswith("(no log output)")

@@ -1,0 +1,172 @@
+"""Log streaming against a real local Ray head: every line once, in order, in O(n).
+
+The driver log is followed over Ray's ``/logs/tail`` websocket, so the whole-log endpoint
+(``GET /api/jobs/{id}/logs``) must not be called at all while a job that prints 50,000 lines runs,
+deferred or in the worker, nor at its end (the result and the tail come from the stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+
+import pytest
+
+from tests.airflow_helpers import run_dag, xcoms
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+LINES = 50_000
+NUMBERED = re.compile(r"\[ray\] numbered line (\d+)\b")
+
+
+@pytest.fixture
+def env(airflow_db, ray_head):
+    return ray_head
+
+
+@pytest.fixture
+def whole_log_downloads(monkeypatch):
+    """Counts calls of both clients' whole-log download (the old way, O(n) per call)."""
+    from ray_operators.hooks.ray import AsyncRayJobsClient, RayJobsHook
+
+    calls: list[str] = []
+    sync_logs, async_logs = RayJobsHook.get_job_logs, AsyncRayJobsClient.get_job_logs
+
+    def counting_sync(self, submission_id):
+        calls.append(submission_id)
+        return sync_logs(self, submission_id)
+
+    async def counting_async(self, submission_id):
+        calls.append(submission_id)
+        return await async_logs(self, submission_id)
+
+    monkeypatch.setattr(RayJobsHook, "get_job_logs", counting_sync)
+    monkeypatch.setattr(AsyncRayJobsClient, "get_job_logs", counting_async)
+    return calls
+
+
+@pytest.fixture
+def triggers(monkeypatch):
+    """The kwargs of every RayJobTrigger created (so a test knows it deferred, and from where)."""
+    from ray_operators.triggers.ray_job import RayJobTrigger
+
+    created: list[dict] = []
+    init = RayJobTrigger.__init__
+
+    def recording_init(self, **kwargs):
+        created.append(kwargs)
+        init(self, **kwargs)
+
+    monkeypatch.setattr(RayJobTrigger, "__init__", recording_init)
+    return created
+
+
+def _numbers(text: str) -> list[int]:
+    return [int(n) for n in NUMBERED.findall(text)]
+
+
+@pytest.mark.parametrize("mode", ["deferrable", "sync"])
+def test_many_lines_stream_once_in_order_without_whole_log_downloads(
+    env, capfd, whole_log_downloads, triggers, mode
+):
+    dag_id = f"ray_many_lines_{mode}"
+    run = run_dag(dag_id)
+    out, err = capfd.readouterr()
+
+    assert run.state == "success"
+    assert _numbers(out + err) == list(range(LINES))
+    assert "::ray-airflow-result::" not in out + err
+    assert xcoms(dag_id, run.run_id)["return_value"]["result"] == {"lines": LINES}
+    # O(n): the log came over the websocket only; no whole download per poll, none at the end.
+    assert whole_log_downloads == []
+    # dag.test builds the trigger twice (the operator's, then one from its serialized kwargs).
+    assert bool(triggers) == (mode == "deferrable")
+    assert "downloading the whole log" not in out + err
+    assert env.token not in out + err
+
+
+def test_worker_hands_over_mid_log_and_the_trigger_goes_on_from_the_offset(
+    env, capfd, whole_log_downloads, triggers
+):
+    dag_id = "ray_many_lines_handoff"
+    run = run_dag(dag_id)
+    out, err = capfd.readouterr()
+
+    assert run.state == "success"
+    # The worker showed a part of the log, then deferred with that offset: the trigger went on.
+    assert triggers and all(trigger["log_offset"] >= 100_000 for trigger in triggers)
+    numbers = _numbers(out + err)
+    assert numbers == list(range(LINES)), "a line was lost or repeated across the handoff"
+    assert xcoms(dag_id, run.run_id)["return_value"]["result"] == {"lines": LINES}
+    assert whole_log_downloads == []
+
+
+def test_trigger_resumes_from_an_offset_with_the_proxy_auth_header(
+    env, hook, monkeypatch, whole_log_downloads
+):
+    """A trigger handed an offset shows only what follows it; the token rides X-Ray-Authorization."""
+    from ray_operators._job_common import new_log_lines
+    from ray_operators.triggers.ray_job import RayJobTrigger
+    from tests.ray_helpers import TEST_JOBS
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_RAY_PROXIED",
+        json.dumps(dict(env.connection(), extra={"auth_header": "x-ray-authorization"})),
+    )
+    sid = f"log-offset-{time.time_ns()}"
+    hook.submit_job(
+        entrypoint="python many_lines.py 3000",
+        submission_id=sid,
+        runtime_env={"working_dir": str(TEST_JOBS)},
+    )
+    wait_for(lambda: hook.get_job_info(sid)["status"] == "SUCCEEDED", 120, interval=0.5, what=sid)
+    logs = hook.get_job_logs(sid)
+    whole_log_downloads.clear()
+    shown_before, offset = new_log_lines(logs[: logs.index("numbered line 1234\n")], 0)
+
+    shown: list[str] = []
+
+    class Log:
+        def info(self, message, *args):
+            shown.append(message % args)
+
+        warning = info
+
+    class Trigger(RayJobTrigger):
+        log = Log()  # type: ignore[assignment]
+
+    trigger = Trigger(submission_id=sid, ray_conn_id="ray_proxied", poll_interval=0.2, log_offset=offset)
+    (event,) = asyncio.run(_events(trigger))
+
+    assert event["status"] == "SUCCEEDED" and event["log_offset"] == len(logs)
+    assert event["log_summary"] == {"result": {"lines": 3000}, "tail": None}
+    assert _numbers("\n".join(shown)) == list(range(1234, 3000))
+    assert _numbers("\n".join(f"[ray] {line}" for line in shown_before)) == list(range(1234))
+    assert whole_log_downloads == []
+
+
+async def _events(trigger) -> list[dict]:
+    return [event.payload async for event in trigger.run()]
+
+
+@pytest.mark.parametrize("mode", ["deferrable", "sync"])
+def test_whole_log_downloads_still_work_where_there_is_no_socket(
+    env, capfd, whole_log_downloads, monkeypatch, mode
+):
+    """The fallback (an older Ray, a proxy without websockets), forced: same lines, same result."""
+    import ray_operators._log_stream as log_stream
+
+    monkeypatch.setattr(log_stream, "FORCE_WHOLE_LOG_DOWNLOAD", True)
+    dag_id = f"ray_success_{mode}"
+    run = run_dag(dag_id)
+    out, err = capfd.readouterr()
+
+    assert run.state == "success"
+    for i in range(8):
+        assert len(re.findall(rf"\[ray\] counter line {i}\b", out + err)) == 1, f"line {i}"
+    assert xcoms(dag_id, run.run_id)["return_value"]["result"] == {"lines": 8}
+    assert whole_log_downloads, "the fallback downloads the whole log"
