@@ -27,6 +27,9 @@ STORAGE_ROOT = "lakehouse.storage-root"
 #: supplies (``PYICEBERG_CATALOG__<NAME>__*``) when it opens a file beside the tables.
 CATALOG_NAME = "lakehouse.catalog-name"
 
+#: Catalogs loaded by :meth:`StageSpec.load_catalog` in this process, by name and properties.
+_CATALOGS: dict[tuple[str, str], Any] = {}
+
 #: Catalog property names that look like secrets never travel in a spec (the dashboard shows it).
 SECRET_MARKERS = (
     "secret",
@@ -203,7 +206,12 @@ class StageSpec:
         from pyiceberg.catalog import load_catalog
 
         props = {**catalog_env_properties(self.catalog_name), **self.catalog_properties}
-        return load_catalog(self.catalog_name, **props)
+        key = (self.catalog_name, json.dumps(props, sort_keys=True))
+        # One catalog per process and properties: a stage loads tables several times, and each
+        # load_catalog opens a new connection pool (SQL) or session (REST).
+        if (catalog := _CATALOGS.get(key)) is None:
+            catalog = _CATALOGS.setdefault(key, load_catalog(self.catalog_name, **props))
+        return catalog
 
     def lineage_properties(self) -> dict[str, str]:
         props = {

@@ -83,6 +83,12 @@ def guarded_sink_class():
             # The commit (on_write_complete) is made on this very base, or fails.
             without_commit_rebase(self._table)
 
+        def on_write_complete(self, *args: Any, **kwargs: Any) -> Any:
+            from ray_operators.jobs.timing import phase
+
+            with phase("iceberg commit"):
+                return super().on_write_complete(*args, **kwargs)
+
         def write(self, blocks: Iterable[Any], ctx: Any) -> Any:
             if self._check_block is None:
                 return super().write(blocks, ctx)

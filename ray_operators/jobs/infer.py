@@ -19,6 +19,7 @@ from typing import Any
 from ray_operators.contract.lineage import MODEL, PREPROCESS_STATE_URI, PREPROCESS_STATE_VERSION
 from ray_operators.contract.spec import StageError, StageSpec
 from ray_operators.jobs.read import read_pinned
+from ray_operators.jobs.timing import phase
 from ray_operators.jobs.write import commit_exactly_once, ensure_table
 
 
@@ -85,10 +86,12 @@ def run(spec: StageSpec) -> dict[str, Any]:
     if len(spec.inputs) != 1 or not spec.inputs[0].identity():
         raise StageError("infer reads exactly one pinned input (a snapshot_id, a range or snapshot_ids)")
     p = spec.typed_params()
-    model = pick_model(spec)
+    with phase("catalog load + pick model"):
+        model = pick_model(spec)
     features = json.loads(model["feature_columns"])
     item = spec.inputs[0]
-    ds, _ = read_pinned(spec, item)
+    with phase("plan read"):
+        ds, _ = read_pinned(spec, item)
     state = None
     if p.apply_preprocess:
         # Raw rows: apply the fitted preprocessing state the model was trained with, by the
@@ -103,7 +106,6 @@ def run(spec: StageSpec) -> dict[str, Any]:
             )
         state = load_state(uri, spec.storage_properties())
         ds = apply_state(ds, state)
-    rows_in = ds.count()
     tag = {
         "model_name": model["model_name"],
         "model_version": int(model["model_version"]),
@@ -124,7 +126,12 @@ def run(spec: StageSpec) -> dict[str, Any]:
         num_gpus=float(p.num_gpus),
         batch_size=int(p.batch_size),
         batch_format="pandas",
-    ).materialize()
+    )
+    with phase("execute: read + predict"):
+        predictions = predictions.materialize()
+    # One prediction per input row (Predictor maps each batch to a batch of the same rows): the
+    # materialized count is the rows read, without a Dataset execution of its own.
+    rows_in = predictions.count()
     schema = predictions.schema().base_schema if rows_in else None
     if schema is not None:
         ensure_table(spec, spec.output_table, schema)

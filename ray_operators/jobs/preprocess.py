@@ -57,11 +57,12 @@ replaces the whole table; rows without the slice column get this run's slice val
 
 How the built-ins are fitted and applied
 ----------------------------------------
-- Fit: ``standardize`` with Ray's :class:`ray.data.preprocessors.StandardScaler` (population std,
-  ``ddof=0``), ``minmax`` with :class:`ray.data.preprocessors.MinMaxScaler`: their ``stats_``
+- Fit: one aggregation pass with the aggregates Ray's scalers fit with: ``standardize`` as
+  :class:`ray.data.preprocessors.StandardScaler` (``Mean``, ``Std(ddof=0)``: population std),
+  ``minmax`` as :class:`ray.data.preprocessors.MinMaxScaler` (``Min``, ``Max``); their results
   (``mean(col)``, ``std(col)``, ``min(col)``, ``max(col)``) are the numbers stored in the JSON.
   ``categorical``: the sorted distinct non-null values, cast to strings with pyarrow, found with
-  Ray's ``Unique`` aggregate (one pass, together with a non-null ``Count`` of the scaled columns).
+  Ray's ``Unique`` aggregate, in the same pass, with a non-null ``Count`` of the scaled columns.
 - Apply (:func:`apply_state`): one pyarrow ``map_batches`` with pyarrow compute, the same
   formulas as Ray's scalers (``tests/unit/test_preprocess_state.py`` checks them against Ray's
   ``transform_batch`` on a scaler whose ``stats_`` were set from the JSON). Not Ray's scalers
@@ -95,6 +96,7 @@ from ray_operators.contract.params import UNSEEN_CATEGORY_CODE, PreprocessParams
 from ray_operators.contract.spec import STORAGE_ROOT, StageError, StageSpec, TableInput
 from ray_operators.jobs import storage
 from ray_operators.jobs.read import read_pinned
+from ray_operators.jobs.timing import phase
 from ray_operators.jobs.write import commit_exactly_once, ensure_table, find_committed
 
 #: The built-ins, in the order they are applied.
@@ -361,9 +363,14 @@ class _FitColumns:
 
 
 def fit_transforms(ds: Any, params: PreprocessParams) -> dict[str, Any]:
-    """Fit the built-ins on ``ds`` (materialized; it must have rows when any built-in is fitted)."""
-    from ray.data.aggregate import Count, Unique
-    from ray.data.preprocessors import MinMaxScaler, StandardScaler
+    """Fit the built-ins on ``ds`` (materialized; it must have rows when any built-in is fitted).
+
+    One aggregation pass computes every statistic, with the aggregates Ray's own scalers fit with
+    (``StandardScaler``: ``Mean`` and ``Std(ddof=0)``; ``MinMaxScaler``: ``Min`` and ``Max``, under
+    the same ``mean(x)``-style names), plus the non-null counts and the categorical vocabularies.
+    Fitting each scaler on its own would run one Dataset execution per scaler.
+    """
+    from ray.data.aggregate import Count, Max, Mean, Min, Std, Unique
 
     wanted = requested(params)
     missing = sorted(
@@ -371,22 +378,19 @@ def fit_transforms(ds: Any, params: PreprocessParams) -> dict[str, Any]:
     )
     if missing:
         raise StageError(f"preprocess columns {missing} are not in the data (columns: {_names(ds)})")
-    stats: dict[str, Any] = {}
-    if wanted["standardize"]:
-        stats.update(StandardScaler(columns=wanted["standardize"]).fit(ds).stats_)
-    if wanted["minmax"]:
-        stats.update(MinMaxScaler(columns=wanted["minmax"]).fit(ds).stats_)
     scaled = wanted["standardize"] + wanted["minmax"]
-    counts: dict[str, int] = {}
-    uniques: dict[str, list[Any]] = {}
-    if scaled or wanted["categorical"]:
-        aggs = [Count(c, ignore_nulls=True, alias_name=f"count.{c}") for c in scaled]
-        aggs += [Unique(c, alias_name=f"unique.{c}") for c in wanted["categorical"]]
-        found = ds.map_batches(_FitColumns(scaled, wanted["categorical"]), batch_format="pyarrow").aggregate(
-            *aggs
-        )
-        counts = {c: int(found[f"count.{c}"] or 0) for c in scaled}
-        uniques = {c: list(found[f"unique.{c}"] or []) for c in wanted["categorical"]}
+    if not scaled and not wanted["categorical"]:
+        return transforms_from_stats(wanted, {}, {}, {})
+    aggs = [agg for c in wanted["standardize"] for agg in (Mean(c), Std(c, ddof=0))]
+    aggs += [agg for c in wanted["minmax"] for agg in (Min(c), Max(c))]
+    aggs += [Count(c, ignore_nulls=True, alias_name=f"count.{c}") for c in scaled]
+    aggs += [Unique(c, alias_name=f"unique.{c}") for c in wanted["categorical"]]
+    found = ds.map_batches(_FitColumns(scaled, wanted["categorical"]), batch_format="pyarrow").aggregate(
+        *aggs
+    )
+    stats = {k: v for k, v in found.items() if not k.startswith(("count.", "unique."))}
+    counts = {c: int(found[f"count.{c}"] or 0) for c in scaled}
+    uniques = {c: list(found[f"unique.{c}"] or []) for c in wanted["categorical"]}
     return transforms_from_stats(wanted, stats, counts, uniques)
 
 
@@ -580,8 +584,10 @@ def _fitted_on(item: TableInput, scope: str, snapshot_id: int | None, rows: int)
 
 
 def _read(spec: StageSpec, item: TableInput, params: PreprocessParams) -> tuple[Any, Any, int]:
-    ds, files = read_pinned(spec, item)
-    ds = apply_user_transforms(ds, params.transforms).materialize()
+    with phase("plan read"):
+        ds, files = read_pinned(spec, item)
+    with phase("execute: read + user transforms"):
+        ds = apply_user_transforms(ds, params.transforms).materialize()
     return ds, files, ds.count()
 
 
@@ -600,8 +606,9 @@ def run(spec: StageSpec) -> dict[str, Any]:
     check_params(params)
     refit = _truthy(params.refit)
     item = spec.inputs[0]
-    catalog = spec.load_catalog()
-    out_table = catalog.load_table(spec.output_table) if catalog.table_exists(spec.output_table) else None
+    with phase("catalog load"):
+        catalog = spec.load_catalog()
+        out_table = catalog.load_table(spec.output_table) if catalog.table_exists(spec.output_table) else None
 
     # The state this run applies: the one its own commit named (a retry of a committed run), the
     # table's current one, or a new fit (first run, or a refit).
@@ -662,7 +669,10 @@ def run(spec: StageSpec) -> dict[str, Any]:
         check_state_matches(state, params, uri)
         print(f"preprocess: applying v1, fitted by a concurrent first run: {uri}", flush=True)
     elif fit_rows or not params.fitted_columns:
-        transforms = fit_transforms(fit_ds, params) if fit_rows else transforms_from_stats(params, {}, {}, {})
+        with phase("execute: fit"):
+            transforms = (
+                fit_transforms(fit_ds, params) if fit_rows else transforms_from_stats(params, {}, {}, {})
+            )
         body = {
             "format": STATE_FORMAT,
             "output_table": spec.output_table,
@@ -671,8 +681,8 @@ def run(spec: StageSpec) -> dict[str, Any]:
             "fitted_at": datetime.now(UTC).isoformat(),
             "fitted_on": _fitted_on(item, params.fit_on if refit else "input", as_of, fit_rows),
             "fitted_with": {
-                "standardize": "ray.data.preprocessors.StandardScaler",
-                "minmax": "ray.data.preprocessors.MinMaxScaler",
+                "standardize": "ray.data.aggregate Mean, Std(ddof=0) (StandardScaler's fit)",
+                "minmax": "ray.data.aggregate Min, Max (MinMaxScaler's fit)",
                 "categorical": "ray.data.aggregate.Unique",
             },
             "transforms": transforms,
@@ -704,7 +714,8 @@ def run(spec: StageSpec) -> dict[str, Any]:
             fn_kwargs={"column": spec.slice_filter["column"], "value": spec.slice_filter["value"]},
             batch_format="pyarrow",
         )
-    target = target.materialize()
+    with phase("execute: apply state"):
+        target = target.materialize()
     schema = target.schema().base_schema if target_rows else None
     if schema is not None:
         ensure_table(spec, spec.output_table, schema)

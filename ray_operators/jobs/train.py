@@ -34,6 +34,7 @@ from ray_operators.contract.lineage import MODEL, MODEL_URI, PREPROCESS_STATE_UR
 from ray_operators.contract.spec import StageError, StageSpec
 from ray_operators.jobs import storage
 from ray_operators.jobs.ingest import ingest_read_blocks
+from ray_operators.jobs.timing import phase
 from ray_operators.jobs.write import commit_rows_exactly_once, ensure_table, find_committed
 
 
@@ -192,7 +193,8 @@ def run(spec: StageSpec) -> dict[str, Any]:
     if not features or not label:
         raise StageError("train needs params.feature_columns and params.label_column")
     name = p.model_name or spec.output_table.rpartition(".")[2]
-    registry = _ensure_registry(spec)
+    with phase("catalog load"):
+        registry = _ensure_registry(spec)
     done = find_committed(registry, spec.run_key)
     if done is not None:
         rows = [
@@ -218,9 +220,11 @@ def run(spec: StageSpec) -> dict[str, Any]:
     # Rows in table order, whichever read task finishes first: the seeded holdout split and the
     # training order then depend on the data alone, not on the cluster's timing or shape.
     ray.data.DataContext.get_current().execution_options.preserve_order = True
-    ds, _ = read_pinned(spec, item, num_blocks=read_blocks)
+    with phase("plan read"):
+        ds, _ = read_pinned(spec, item, num_blocks=read_blocks)
     # Cached once in the object store; every epoch (and the holdout split) reads these blocks.
-    ds = ds.select_columns([*features, label]).materialize()
+    with phase("execute: read (cached)"):
+        ds = ds.select_columns([*features, label]).materialize()
     cached = {"rows": ds.count(), "blocks": ds.num_blocks(), "requested_blocks": read_blocks}
     print(f"training read of {item.table}@{item.snapshot_id}: {cached}", flush=True)
     train_ds, test_ds = ds.train_test_split(test_size=float(p.holdout), seed=int(p.seed))
@@ -261,7 +265,8 @@ def run(spec: StageSpec) -> dict[str, Any]:
             name=run_dir.rsplit("/", 1)[1], storage_path=train_path, storage_filesystem=train_fs
         ),
     )
-    fit = trainer.fit()
+    with phase("train (Ray Train fit)"):
+        fit = trainer.fit()
     losses = (fit.return_value or {}).get("epoch_losses") or []
     if not losses:
         raise StageError(f"training returned no epoch losses (Ray Train result: {fit.return_value!r})")
@@ -271,10 +276,11 @@ def run(spec: StageSpec) -> dict[str, Any]:
     )
 
     # Held-out evaluation with the saved artifact: what inference will load.
-    model = build_model(len(features), int(p.hidden), int(p.num_classes))
-    model.load_state_dict(load_state(artifact_uri, spec.storage_properties()))
-    model.eval()
-    held = test_ds.to_pandas()
+    with phase("holdout: load model + read"):
+        model = build_model(len(features), int(p.hidden), int(p.num_classes))
+        model.load_state_dict(load_state(artifact_uri, spec.storage_properties()))
+        model.eval()
+        held = test_ds.to_pandas()
     import torch
 
     with torch.no_grad():
@@ -301,7 +307,8 @@ def run(spec: StageSpec) -> dict[str, Any]:
         "created_at": datetime.now(UTC),
         "preprocess_state_uri": _feature_state(spec, item),
     }
-    result, rows = commit_rows_exactly_once(spec, partial(_next_version_row, row=row))
+    with phase("registry commit"):
+        result, rows = commit_rows_exactly_once(spec, partial(_next_version_row, row=row))
     registered = _registered(spec, result, rows[0])
     print(f"model {name} v{registered['model_version']}: {metrics} (gpu={use_gpu})", flush=True)
     return {**registered, "used_gpu": use_gpu, "training_read": cached}

@@ -12,6 +12,7 @@ from typing import Any
 from ray_operators.contract.lineage import REPLACES_ROLLED_BACK, RUN_KEY
 from ray_operators.contract.spec import StageError, StageSpec
 from ray_operators.jobs.iceberg_sink import AlreadyCommitted, without_commit_rebase
+from ray_operators.jobs.timing import phase
 
 #: Writes retried after a commit conflict with an unrelated concurrent writer.
 COMMIT_ATTEMPTS = 4
@@ -204,7 +205,8 @@ def _write(
         **kwargs,
     )
     try:
-        ds.write_datasink(sink)
+        with phase("execute: write"):
+            ds.write_datasink(sink)
     except Exception as err:
         if _caused_by(err, AlreadyCommitted):
             raise AlreadyCommitted(spec.run_key) from None
