@@ -140,6 +140,8 @@ class LogFollower:
         self.complete = False
         self.found_result = False
         self.result: Any = None
+        #: Whether the last non-empty line read so far is a valid result-channel line.
+        self._last_is_result = False
         self._pending: list[str] = []
         self._line_start = 0
         self._tail: deque[str] = deque(maxlen=tail_lines)
@@ -181,6 +183,11 @@ class LogFollower:
         return lines
 
     @property
+    def ends_with_result(self) -> bool:
+        """Whether the text read so far ends with a result-channel line (and its newline)."""
+        return self._last_is_result and not self._pending
+
+    @property
     def tail(self) -> str:
         """The same text as :func:`log_tail` of the whole log read so far."""
         lines = list(self._tail)
@@ -210,7 +217,9 @@ class LogFollower:
             self._tail.extend([""] * min(self._blank_run, self._tail.maxlen or 0))
             self._blank_run = 0
         self._tail.append(line)
+        self._last_is_result = False
         if RESULT_MARKER in line and is_result_line(line):
             found, value = _line_result(line)
             if found:
                 self.found_result, self.result = True, value
+                self._last_is_result = True

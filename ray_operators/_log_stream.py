@@ -46,6 +46,13 @@ HEALTHY_SESSION_SECONDS = 60.0
 #: Once the job is terminal, the socket must deliver something at least this often until Ray
 #: closes it; otherwise the rest of the log is downloaded instead.
 TAIL_STALL_SECONDS = 30.0
+#: A terminal job whose socket has delivered fewer characters than this is finished with one
+#: whole download instead of waiting for Ray to close the socket. Ray's tail starts about two
+#: seconds after the job and closes about three seconds after it ends (it sleeps a second at each
+#: end of file, and twice once the job is terminal): a fixed cost every short job would pay. A
+#: download of a log this small takes milliseconds, and it is made at most once, so the log still
+#: crosses the network O(n) times its size in all.
+SMALL_LOG_CHARS = 1 << 20
 
 _CLOSE_OK = 1000
 #: Longest stretch the reader runs on the event loop without giving it back.
@@ -69,6 +76,10 @@ class JobLogStream:
     :param sink: ``async (lines, offset) -> None``.
     :param log: where the one fallback warning goes.
     :param retry_interval: seconds between reconnections.
+    :param result_ends_log: the job's last output is its result line (a lakehouse stage's runner
+        reports its result, then leaves at once): once a job that *succeeded* has sent it, the log
+        is complete, without waiting for Ray to close the socket (Ray sleeps a second at the end
+        of the file, twice, first).
     """
 
     def __init__(
@@ -80,8 +91,10 @@ class JobLogStream:
         *,
         log: logging.Logger | Any,
         retry_interval: float = 2.0,
+        result_ends_log: bool = False,
     ) -> None:
         self.client = client
+        self.result_ends_log = result_ends_log
         self.submission_id = submission_id
         self.follower = follower
         self.sink = sink
@@ -119,17 +132,27 @@ class JobLogStream:
             await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
 
-    async def wait_complete(self, stall_seconds: float | None = None) -> bool:
+    async def wait_complete(self, stall_seconds: float | None = None, *, succeeded: bool = False) -> bool:
         """The job is terminal: wait until Ray has sent the rest of the log and closed the socket.
 
         Returns whether the log is complete. False means the owner must download it: the stream
-        fell back, or made no progress for ``stall_seconds`` (it is then stopped).
+        fell back, made no progress for ``stall_seconds``, or had delivered less than
+        :data:`SMALL_LOG_CHARS` (it is then stopped). With
+        ``succeeded`` and ``result_ends_log``, the log is complete once its result line was read.
         """
         stall_seconds = TAIL_STALL_SECONDS if stall_seconds is None else stall_seconds
         task = self._task
         last, since = self.follower.read, time.monotonic()
+        ends_early = succeeded and self.result_ends_log
         while task is not None and not task.done():
-            await asyncio.wait({task}, timeout=min(1.0, stall_seconds))
+            if ends_early and self.follower.ends_with_result:
+                await self.close()
+                await self.sink(self.follower.finish(), self.follower.offset)
+                break
+            if self.follower.read < SMALL_LOG_CHARS:
+                await self.close()  # the owner downloads the log once (see SMALL_LOG_CHARS)
+                break
+            await asyncio.wait({task}, timeout=0.05 if ends_early else min(1.0, stall_seconds))
             if self.follower.read != last:
                 last, since = self.follower.read, time.monotonic()
             elif time.monotonic() - since >= stall_seconds and not task.done():
@@ -250,8 +273,11 @@ class LogTailThread:
         *,
         log: logging.Logger | Any,
         retry_interval: float = 2.0,
+        result_ends_log: bool = False,
     ) -> None:
         self.config = config
+        self.result_ends_log = result_ends_log
+        self._succeeded = False
         self.submission_id = submission_id
         self.follower = follower
         self.log = log
@@ -286,8 +312,10 @@ class LogTailThread:
                 return
         self._show_queued(show)
 
-    def finish(self, show: Callable[[list[str], int], None]) -> bool:
-        """The job is terminal: show the rest of the log as Ray sends it. Whether it is complete."""
+    def finish(self, show: Callable[[list[str], int], None], *, succeeded: bool = False) -> bool:
+        """The job is terminal: show the rest of the log as Ray sends it. Whether it is complete.
+        ``succeeded``: the job succeeded (see ``result_ends_log``)."""
+        self._succeeded = succeeded
         if self._loop is not None and self._terminal is not None:
             with contextlib.suppress(RuntimeError):  # the loop is already closed
                 self._loop.call_soon_threadsafe(self._terminal.set)
@@ -347,6 +375,7 @@ class LogTailThread:
                 self._put,
                 log=self.log,
                 retry_interval=self.retry_interval,
+                result_ends_log=self.result_ends_log,
             ).start()
             try:
                 await stream.first_attempt()
@@ -357,7 +386,7 @@ class LogTailThread:
                 await asyncio.wait({*reading, terminal}, return_when=asyncio.FIRST_COMPLETED)
                 terminal.cancel()
                 # Terminal (or the socket ended by itself): the rest, with the stall guard.
-                await stream.wait_complete()
+                await stream.wait_complete(succeeded=self._succeeded)
             finally:
                 await stream.close()
                 self.fallback = not self.follower.complete

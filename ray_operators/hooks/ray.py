@@ -18,6 +18,7 @@ left out of ``repr``, and scrubbed from every error message.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -46,6 +47,9 @@ AUTH_HEADERS = ("authorization", "x-ray-authorization")
 #: Seconds between websocket pings while a log is tailed: keeps a quiet job's connection alive
 #: through proxies, and notices a dead one.
 LOG_TAIL_HEARTBEAT = 30.0
+#: A response body larger than this is decoded in a thread, off the event loop (a whole-log
+#: download in the triggerer).
+DECODE_IN_THREAD_CHARS = 1 << 20
 
 
 class RayJobsError(AirflowException):
@@ -397,6 +401,8 @@ class AsyncRayJobsClient:
         try:
             async with self._session.request(method, self.config.base_url + path, ssl=self._ssl) as response:
                 text = await response.text()
+                if len(text) > DECODE_IN_THREAD_CHARS:
+                    return await asyncio.to_thread(_check_response, self.config, response.status, text, path)
                 return _check_response(self.config, response.status, text, path)
         except (aiohttp.ClientError, TimeoutError, OSError) as err:
             # aiohttp raises a bare TimeoutError when its total timeout fires mid-response.

@@ -100,6 +100,9 @@ class LakehouseStageOperator(RayJobOperator):
         variable (``true`` in the docker-compose stack).
     """
 
+    #: The stage runner reports its result and leaves at once (``jobs/run_stage.py``): the log is
+    #: complete once a succeeded job's result line is read.
+    result_ends_log = True
     template_fields: Sequence[str] = (
         *RayJobOperator.template_fields,
         "output_table",

@@ -86,6 +86,9 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
     }
     operator_extra_links = (RayJobLink(),)
     ui_color = "#e5f0ff"
+    #: Whether the job's last output is its result line (see
+    #: :class:`~ray_operators._log_stream.JobLogStream`): not for arbitrary entrypoints.
+    result_ends_log = False
     external_id_key = "ray_submission_id"
 
     def __init__(
@@ -248,6 +251,7 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
                     log_offset=self._log_offset,
                     deadline=deadline,
                     stream_logs=self.stream_logs,
+                    result_ends_log=self.result_ends_log,
                 ),
                 method_name="execute_complete",
                 timeout=timeout,
@@ -271,7 +275,7 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
                 info = self._poll_info(submission_id)
                 if info["status"] == "MISSING":
                     raise AirflowException(f"Ray job {submission_id} disappeared from the cluster")
-            self._read_to_end(submission_id, tail)
+            self._read_to_end(submission_id, tail, succeeded=info["status"] == "SUCCEEDED")
         finally:
             if tail is not None:
                 tail.stop()
@@ -337,6 +341,7 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
             self._follower,
             log=self.log,
             retry_interval=self.poll_interval,
+            result_ends_log=self.result_ends_log,
         ).start()
 
     def _follow_logs(self, submission_id: str, tail: LogTailThread | None, seconds: float) -> None:
@@ -349,12 +354,14 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
             self._emit(self._follower.catch_up(self.hook.get_job_logs(submission_id)), self._follower.offset)
         time.sleep(seconds)
 
-    def _read_to_end(self, submission_id: str, tail: LogTailThread | None) -> None:
+    def _read_to_end(
+        self, submission_id: str, tail: LogTailThread | None, *, succeeded: bool = False
+    ) -> None:
         """The job is terminal: show the rest of its log (from the socket, or one download)."""
         follower = self._follower
         if tail is None or follower is None or follower.complete:
             return
-        if tail.finish(self._emit):
+        if tail.finish(self._emit, succeeded=succeeded):
             return
         self._emit(follower.catch_up(self.hook.get_job_logs(submission_id)), follower.offset)
         self._emit(follower.finish(), follower.offset)

@@ -50,6 +50,8 @@ class RayJobTrigger(BaseTrigger):
     :param log_offset: characters of the driver log already shown in the task log.
     :param deadline: epoch seconds after which the job is stopped and the event says ``timed_out``.
     :param stream_logs: copy the driver log into the task log.
+    :param result_ends_log: the job's last output is its result line (see
+        :class:`~ray_operators._log_stream.JobLogStream`).
     """
 
     def __init__(
@@ -61,8 +63,10 @@ class RayJobTrigger(BaseTrigger):
         log_offset: int = 0,
         deadline: float | None = None,
         stream_logs: bool = True,
+        result_ends_log: bool = False,
     ) -> None:
         super().__init__()
+        self.result_ends_log = bool(result_ends_log)
         self.submission_id = submission_id
         self.ray_conn_id = ray_conn_id
         self.poll_interval = float(poll_interval)
@@ -81,6 +85,7 @@ class RayJobTrigger(BaseTrigger):
                 "log_offset": self.log_offset,
                 "deadline": self.deadline,
                 "stream_logs": self.stream_logs,
+                "result_ends_log": self.result_ends_log,
             },
         )
 
@@ -139,10 +144,11 @@ class RayJobTrigger(BaseTrigger):
                         self._show,
                         log=self.log,
                         retry_interval=self.poll_interval,
+                        result_ends_log=self.result_ends_log,
                     ).start()
                     await self._stream.first_attempt()
                 if status in TERMINAL_STATES:
-                    await self._read_to_end(client, follower)
+                    await self._read_to_end(client, follower, succeeded=status == "SUCCEEDED")
                     return self._event(status, log_summary=self._summary(follower, status))
                 if self._stream is not None and self._stream.fallback:
                     await self._catch_up(client, follower)
@@ -166,11 +172,13 @@ class RayJobTrigger(BaseTrigger):
             logs = await client.get_job_logs(self.submission_id)
             await self._show(follower.catch_up(logs), follower.offset)
 
-    async def _read_to_end(self, client: AsyncRayJobsClient, follower: LogFollower | None) -> None:
+    async def _read_to_end(
+        self, client: AsyncRayJobsClient, follower: LogFollower | None, *, succeeded: bool = False
+    ) -> None:
         """The job is terminal: show the rest of its log, from the socket or one last download."""
         if follower is None or follower.complete:
             return
-        if self._stream is not None and await self._stream.wait_complete():
+        if self._stream is not None and await self._stream.wait_complete(succeeded=succeeded):
             return
         await self._catch_up(client, follower)
         await self._show(follower.finish(), follower.offset)

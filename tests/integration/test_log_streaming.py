@@ -2,7 +2,9 @@
 
 The driver log is followed over Ray's ``/logs/tail`` websocket, so the whole-log endpoint
 (``GET /api/jobs/{id}/logs``) must not be called at all while a job that prints 50,000 lines runs,
-deferred or in the worker, nor at its end (the result and the tail come from the stream).
+deferred or in the worker. At its end the log is downloaded once only when the socket had brought
+less than ``SMALL_LOG_CHARS`` by then (Ray's socket closes seconds after the job; see
+``ray_operators/_log_stream.py``); otherwise the result and the tail come from the stream.
 """
 
 from __future__ import annotations
@@ -30,23 +32,47 @@ def env(airflow_db, ray_head):
 
 @pytest.fixture
 def whole_log_downloads(monkeypatch):
-    """Counts calls of both clients' whole-log download (the old way, O(n) per call)."""
+    """Counts calls of both clients' whole-log download (the old way, O(n) per call): the job's
+    status when each was made."""
     from ray_operators.hooks.ray import AsyncRayJobsClient, RayJobsHook
 
     calls: list[str] = []
     sync_logs, async_logs = RayJobsHook.get_job_logs, AsyncRayJobsClient.get_job_logs
 
     def counting_sync(self, submission_id):
-        calls.append(submission_id)
+        calls.append(self.get_job_info(submission_id)["status"])
         return sync_logs(self, submission_id)
 
     async def counting_async(self, submission_id):
-        calls.append(submission_id)
+        calls.append((await self.get_job_info(submission_id))["status"])
         return await async_logs(self, submission_id)
 
     monkeypatch.setattr(RayJobsHook, "get_job_logs", counting_sync)
     monkeypatch.setattr(AsyncRayJobsClient, "get_job_logs", counting_async)
     return calls
+
+
+@pytest.fixture
+def streamed_at_end(monkeypatch):
+    """The characters each log stream had brought when its job was found terminal."""
+    from ray_operators._log_stream import JobLogStream
+
+    seen: list[int] = []
+    wait_complete = JobLogStream.wait_complete
+
+    async def recording(self, *args, **kwargs):
+        seen.append(self.follower.read)
+        return await wait_complete(self, *args, **kwargs)
+
+    monkeypatch.setattr(JobLogStream, "wait_complete", recording)
+    return seen
+
+
+def _downloads_expected(streamed_at_end: list[int]) -> list[str]:
+    """One download, after the job ended, for each stream that had brought a small log by then."""
+    from ray_operators._log_stream import SMALL_LOG_CHARS
+
+    return ["SUCCEEDED" for read in streamed_at_end if read < SMALL_LOG_CHARS]
 
 
 @pytest.fixture
@@ -71,7 +97,7 @@ def _numbers(text: str) -> list[int]:
 
 @pytest.mark.parametrize("mode", ["deferrable", "sync"])
 def test_many_lines_stream_once_in_order_without_whole_log_downloads(
-    env, capfd, whole_log_downloads, triggers, mode
+    env, capfd, whole_log_downloads, streamed_at_end, triggers, mode
 ):
     dag_id = f"ray_many_lines_{mode}"
     run = run_dag(dag_id)
@@ -81,8 +107,10 @@ def test_many_lines_stream_once_in_order_without_whole_log_downloads(
     assert _numbers(out + err) == list(range(LINES))
     assert "::ray-airflow-result::" not in out + err
     assert xcoms(dag_id, run.run_id)["return_value"]["result"] == {"lines": LINES}
-    # O(n): the log came over the websocket only; no whole download per poll, none at the end.
-    assert whole_log_downloads == []
+    # O(n): the log came over the websocket; no whole download while the job ran, and at its end
+    # one only if the socket had brought less than SMALL_LOG_CHARS.
+    assert len(streamed_at_end) == 1
+    assert whole_log_downloads == _downloads_expected(streamed_at_end)
     # dag.test builds the trigger twice (the operator's, then one from its serialized kwargs).
     assert bool(triggers) == (mode == "deferrable")
     assert "downloading the whole log" not in out + err
@@ -90,7 +118,7 @@ def test_many_lines_stream_once_in_order_without_whole_log_downloads(
 
 
 def test_worker_hands_over_mid_log_and_the_trigger_goes_on_from_the_offset(
-    env, capfd, whole_log_downloads, triggers
+    env, capfd, whole_log_downloads, streamed_at_end, triggers
 ):
     dag_id = "ray_many_lines_handoff"
     run = run_dag(dag_id)
@@ -102,13 +130,18 @@ def test_worker_hands_over_mid_log_and_the_trigger_goes_on_from_the_offset(
     numbers = _numbers(out + err)
     assert numbers == list(range(LINES)), "a line was lost or repeated across the handoff"
     assert xcoms(dag_id, run.run_id)["return_value"]["result"] == {"lines": LINES}
-    assert whole_log_downloads == []
+    assert len(streamed_at_end) == 1  # the trigger's stream (the worker's was stopped at the handoff)
+    assert whole_log_downloads == _downloads_expected(streamed_at_end)
 
 
 def test_trigger_resumes_from_an_offset_with_the_proxy_auth_header(
     env, hook, monkeypatch, whole_log_downloads
 ):
-    """A trigger handed an offset shows only what follows it; the token rides X-Ray-Authorization."""
+    """A trigger handed an offset shows only what follows it; the token rides X-Ray-Authorization.
+
+    The job has ended before the trigger starts, and its log is small: the socket is read to its
+    end all the same (``SMALL_LOG_CHARS`` 0), since the socket's resumption is what is tested."""
+    import ray_operators._log_stream as log_stream
     from ray_operators._job_common import new_log_lines
     from ray_operators.triggers.ray_job import RayJobTrigger
     from tests.ray_helpers import TEST_JOBS
@@ -126,6 +159,7 @@ def test_trigger_resumes_from_an_offset_with_the_proxy_auth_header(
     wait_for(lambda: hook.get_job_info(sid)["status"] == "SUCCEEDED", 120, interval=0.5, what=sid)
     logs = hook.get_job_logs(sid)
     whole_log_downloads.clear()
+    monkeypatch.setattr(log_stream, "SMALL_LOG_CHARS", 0)
     shown_before, offset = new_log_lines(logs[: logs.index("numbered line 1234\n")], 0)
 
     shown: list[str] = []

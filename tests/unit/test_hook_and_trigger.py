@@ -370,7 +370,16 @@ def _ray_lines(log: _Lines) -> list[str]:
 LOG = "".join(f"line {i}\n" for i in range(30)) + '::ray-airflow-result::{"n": 30}\n'
 
 
-def test_socket_that_drops_is_reopened_and_no_line_is_repeated(monkeypatch):
+@pytest.fixture
+def big_log(monkeypatch):
+    """Treat the fake's small log as a big one: at the end the socket is read until Ray closes
+    it, not given up for one download (see ``SMALL_LOG_CHARS``)."""
+    import ray_operators._log_stream as log_stream
+
+    monkeypatch.setattr(log_stream, "SMALL_LOG_CHARS", 0)
+
+
+def test_socket_that_drops_is_reopened_and_no_line_is_repeated(monkeypatch, big_log):
     async def scenario():
         sessions = [([LOG[:100], LOG[100:137]], "drop"), ([LOG[:50], LOG[50:]], "close")]
         async with FakeTailDashboard(LOG, sessions) as fake:
@@ -387,6 +396,31 @@ def test_socket_that_drops_is_reopened_and_no_line_is_repeated(monkeypatch):
     paths = [r["path"] for r in fake.requests]
     assert paths.count("/api/jobs/j/logs/tail") == 2 and "/api/jobs/j/logs" not in paths
     assert log.warnings == []
+
+
+@pytest.mark.parametrize("status", ["SUCCEEDED", "FAILED"])
+def test_a_small_log_is_downloaded_once_at_the_end_instead_of_waiting_for_the_socket(monkeypatch, status):
+    """Ray's socket closes seconds after a job ends. A log that streamed less than
+    SMALL_LOG_CHARS when the job is terminal is finished with one download (here the socket
+    hangs and the stall guard is an hour: only the small-log rule can end it), every line once."""
+    import ray_operators._log_stream as log_stream
+
+    monkeypatch.setattr(log_stream, "TAIL_STALL_SECONDS", 3600)
+
+    async def scenario():
+        async with FakeTailDashboard(LOG, [([LOG[:60]], "hang")], ["RUNNING", "RUNNING", status]) as fake:
+            _fake_conn(monkeypatch, fake.port)
+            log = _Lines()
+            (event,) = [e.payload async for e in _trigger(log).run()]
+            return fake, log, event, fake.open_sockets
+
+    fake, log, event, still_open = asyncio.run(scenario())
+    assert _ray_lines(log) == [f"line {i}" for i in range(30)]
+    assert event["status"] == status and event["log_offset"] == len(LOG)
+    assert event["log_summary"]["result"] == {"n": 30}
+    assert [r["path"] for r in fake.requests].count("/api/jobs/j/logs") == 1
+    assert log.warnings == []
+    assert still_open == 0
 
 
 def test_socket_sends_the_token_in_a_header_never_in_the_url(monkeypatch):
@@ -426,7 +460,7 @@ def test_refused_socket_falls_back_to_whole_downloads_with_one_warning(fake, cap
     assert [r["path"] for r in fake.requests].count("/api/jobs/j/logs/tail") == 1
 
 
-def test_silent_socket_after_the_job_ended_is_given_up_for_one_download(monkeypatch):
+def test_silent_socket_after_the_job_ended_is_given_up_for_one_download(monkeypatch, big_log):
     import ray_operators._log_stream as log_stream
 
     monkeypatch.setattr(log_stream, "TAIL_STALL_SECONDS", 0.3)
@@ -444,6 +478,41 @@ def test_silent_socket_after_the_job_ended_is_given_up_for_one_download(monkeypa
     assert [r["path"] for r in fake.requests].count("/api/jobs/j/logs") == 1
     assert any("stalled" in w for w in log.warnings)
     assert still_open == 0
+
+
+@pytest.mark.parametrize("status", ["SUCCEEDED", "FAILED"])
+def test_a_stage_log_is_complete_at_its_result_line_only_when_the_job_succeeded(monkeypatch, big_log, status):
+    """Ray keeps the socket open a second or two after a job ends. A stage's runner leaves right
+    after its result line: once a succeeded stage's result line is read, the log is complete (no
+    wait, no download). Any other ending waits for Ray (here: a socket that hangs, so the stall
+    guard downloads the log instead)."""
+    import ray_operators._log_stream as log_stream
+
+    monkeypatch.setattr(log_stream, "TAIL_STALL_SECONDS", 0.3)
+
+    async def scenario():
+        async with FakeTailDashboard(LOG, [([LOG], "hang")], ["RUNNING", status]) as fake:
+            _fake_conn(monkeypatch, fake.port)
+            log = _Lines()
+            (event,) = [e.payload async for e in _trigger(log, result_ends_log=True).run()]
+            return fake, log, event, fake.open_sockets
+
+    fake, log, event, still_open = asyncio.run(scenario())
+    assert _ray_lines(log) == [f"line {i}" for i in range(30)]
+    assert event["status"] == status and event["log_offset"] == len(LOG)
+    assert event["log_summary"]["result"] == {"n": 30}
+    downloads = [r["path"] for r in fake.requests].count("/api/jobs/j/logs")
+    assert (downloads, any("stalled" in w for w in log.warnings)) == (
+        (0, False) if status == "SUCCEEDED" else (1, True)
+    )
+    assert still_open == 0
+
+
+def test_result_ends_log_travels_with_the_trigger():
+    trigger = RayJobTrigger(submission_id="j", result_ends_log=True)
+    assert trigger.serialize()[1]["result_ends_log"] is True
+    assert RayJobTrigger(**trigger.serialize()[1]).result_ends_log is True
+    assert RayJobTrigger(submission_id="j").result_ends_log is False
 
 
 def test_cancelled_trigger_closes_its_socket(monkeypatch):
