@@ -9,12 +9,19 @@ import hashlib
 import json
 import re
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from ray_operators.contract.result import RESULT_MARKER, parse_result
 
 #: How many lines of the driver log a failed task shows.
 FAILURE_TAIL_LINES = 50
+#: The wait between status polls in a job's first :data:`FAST_POLL_SECONDS`; after that each wait
+#: is 1.5x longer, up to the operator's ``poll_interval``. A job of a few seconds (a stage on a
+#: small input) is seen done a quarter second after it ends, and a long one is polled at the
+#: configured interval (see :func:`poll_delays`).
+FIRST_POLL_SECONDS = 0.25
+FAST_POLL_SECONDS = 5.0
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -115,6 +122,19 @@ def _line_result(line: str) -> tuple[bool, Any]:
                 pass
         position = line.rfind(RESULT_MARKER, 0, position)
     return False, None
+
+
+def poll_delays(interval: float) -> Iterator[float]:
+    """The waits between status polls: :data:`FIRST_POLL_SECONDS` for the first
+    :data:`FAST_POLL_SECONDS`, then growing 1.5x per poll up to ``interval`` (never above it, and
+    ``interval`` itself when that is shorter)."""
+    delay = min(FIRST_POLL_SECONDS, interval)
+    waited = 0.0
+    while True:
+        yield delay
+        waited += delay
+        if waited >= FAST_POLL_SECONDS:
+            delay = min(delay * 1.5, interval)
 
 
 class LogFollower:

@@ -19,6 +19,7 @@ from ray_operators._job_common import (
     flush_log_tail,
     is_result_line,
     log_tail,
+    poll_delays,
     submission_base,
 )
 from ray_operators._log_stream import LogTailThread
@@ -63,7 +64,9 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
     :param deferrable: wait in the triggerer instead of holding a worker slot (default True).
     :param wait_for_completion: wait for the job to finish (default True); when False the task
         returns right after submission with the job's current status.
-    :param poll_interval: seconds between status polls (default 2).
+    :param poll_interval: seconds between status polls (default 2); in a job's first 5 s the
+        polls come every quarter second, then the wait grows 1.5x per poll up to it, so a short
+        job is seen done soon after it ends.
     :param job_timeout: longest run time of the job (seconds or timedelta, counted from the job's
         start); when passed, the job is stopped and the task fails. None means no limit.
     :param stream_logs: copy the driver log into the task log (default True).
@@ -263,6 +266,7 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
     ) -> dict[str, Any]:
         """Poll until the job is terminal, showing its log as it comes; then finish."""
         tail = self._start_log_tail(submission_id) if self.stream_logs else None
+        delays = poll_delays(self.poll_interval)
         try:
             while info["status"] not in TERMINAL_STATES:
                 if deadline is not None and time.time() >= deadline:
@@ -271,7 +275,7 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
                         f"Ray job {submission_id} ran past job_timeout={self.job_timeout}s; it was stopped "
                         f"(status {status})"
                     )
-                self._follow_logs(submission_id, tail, self.poll_interval)
+                self._follow_logs(submission_id, tail, next(delays))
                 info = self._poll_info(submission_id)
                 if info["status"] == "MISSING":
                     raise AirflowException(f"Ray job {submission_id} disappeared from the cluster")

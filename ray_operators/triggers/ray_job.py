@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from ray_operators._job_common import LogFollower, is_result_line
+from ray_operators._job_common import LogFollower, is_result_line, poll_delays
 from ray_operators._log_stream import JobLogStream
 from ray_operators.hooks.ray import (
     ACTIVE_STATES,
@@ -46,7 +46,8 @@ class RayJobTrigger(BaseTrigger):
 
     :param submission_id: the Ray job's submission id.
     :param ray_conn_id: the ``ray`` connection.
-    :param poll_interval: seconds between status polls.
+    :param poll_interval: seconds between status polls, once the first, quicker ones are past
+        (:func:`~ray_operators._job_common.poll_delays`).
     :param log_offset: characters of the driver log already shown in the task log.
     :param deadline: epoch seconds after which the job is stopped and the event says ``timed_out``.
     :param stream_logs: copy the driver log into the task log.
@@ -129,6 +130,7 @@ class RayJobTrigger(BaseTrigger):
 
     async def _poll(self, client: AsyncRayJobsClient, follower: LogFollower | None) -> TriggerEvent:
         errors = 0
+        delays = poll_delays(self.poll_interval)
         while True:
             try:
                 info = await client.get_job_info(self.submission_id)
@@ -164,7 +166,7 @@ class RayJobTrigger(BaseTrigger):
                 self.log.warning("Polling Ray job %s failed (%s): %s", self.submission_id, errors, err)
                 if errors >= MAX_CONSECUTIVE_ERRORS:
                     return self._event(None, error=str(err))
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(next(delays))
 
     async def _catch_up(self, client: AsyncRayJobsClient, follower: LogFollower | None) -> None:
         """The fallback: download the whole log, show what is new (O(n) per poll)."""

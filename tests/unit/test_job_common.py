@@ -195,3 +195,18 @@ def test_failure_message_takes_a_tail_already_cut():
     info = {"submission_id": "s-a1", "status": "FAILED", "message": "boom", "driver_exit_code": 1}
     assert failure_message(info, "", tail="last words").endswith("last 50 log lines:\nlast words")
     assert failure_message(info, "", tail="").endswith("(no log output)")
+
+
+def test_polls_are_quick_for_the_first_seconds_then_back_off_to_the_interval():
+    import itertools
+
+    from ray_operators._job_common import FAST_POLL_SECONDS, FIRST_POLL_SECONDS, poll_delays
+
+    delays = list(itertools.islice(poll_delays(2.0), 40))
+    fast = int(FAST_POLL_SECONDS / FIRST_POLL_SECONDS)
+    assert delays[:fast] == [FIRST_POLL_SECONDS] * fast
+    growing = delays[fast:]
+    assert all(b >= a for a, b in itertools.pairwise(growing)) and growing[0] > FIRST_POLL_SECONDS
+    assert max(delays) == 2.0 and delays[-1] == 2.0
+    # An interval shorter than the first poll is used as it is, and never exceeded.
+    assert set(itertools.islice(poll_delays(0.1), 100)) == {0.1}
