@@ -12,6 +12,11 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
+#: ``local_max_bytes``' default: a stage whose input files total at most this many bytes runs in
+#: its Ray job's driver, on the same code path, without Ray tasks (see
+#: :mod:`ray_operators.jobs.execution`); 0 always runs distributed.
+DEFAULT_LOCAL_MAX_BYTES = 32 * 1024 * 1024
+
 
 class ParamsError(ValueError):
     """Stage parameters that do not fit the stage: the message names the parameter."""
@@ -26,6 +31,10 @@ class CurateParams:
         ``json``), handing to the row-by-row parser only the lines (or blocks) it cannot vouch
         for; the tables are the same either way. ``False`` runs the row-by-row parser alone (to
         compare the two, or to measure it).
+    :param local_max_bytes: raw files totalling at most this many bytes are parsed and committed
+        in the job's driver, without Ray tasks (same parser, same commits; see
+        :mod:`ray_operators.jobs.execution`); ``0`` always distributes. Also a preprocess and an
+        infer param, over the input's Iceberg data files.
     """
 
     format: str = "spark_logs"
@@ -33,6 +42,7 @@ class CurateParams:
     required: list[str] | None = None
     pattern: str | None = None
     fast_path: bool = True
+    local_max_bytes: int = DEFAULT_LOCAL_MAX_BYTES
 
 
 #: The code a categorical column gives a value outside the fitted vocabulary, and a null.
@@ -48,6 +58,8 @@ class PreprocessParams:
         output table with it in one overwrite commit.
     :param fit_on: what a refit fits on: ``"input"`` (this run's input) or ``"table"`` (the whole
         input table as of the run's input snapshot).
+    :param local_max_bytes: see :class:`CurateParams`; a user transform that asks for
+        ``num_gpus`` always runs distributed.
     """
 
     transforms: list[dict[str, Any]] = field(default_factory=list)
@@ -57,6 +69,7 @@ class PreprocessParams:
     tokenize: list[str] = field(default_factory=list)
     refit: bool = False
     fit_on: str = "input"
+    local_max_bytes: int = DEFAULT_LOCAL_MAX_BYTES
 
     @property
     def fitted_columns(self) -> bool:
@@ -85,6 +98,14 @@ class TrainParams:
     artifact_root: str | None = None
     #: Ray Train's ``storage_path``; default ``<warehouse>/ray_train`` (shared by every node).
     storage_path: str | None = None
+    #: Seconds between the Ray Train controller's polls of its workers
+    #: (``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``; Ray's default is 2). A worker's ``report`` waits
+    #: for the controller to take the previous one, and the end of training is seen at a poll:
+    #: at 2 s, eight epochs of a small model cost 16 s of waiting.
+    health_check_interval_s: float = 0.5
+    #: See :class:`CurateParams`: a feature snapshot this small is read and split in the driver
+    #: and handed to Ray Train from memory (training itself always runs in Ray Train's workers).
+    local_max_bytes: int = DEFAULT_LOCAL_MAX_BYTES
 
 
 @dataclass(frozen=True)
@@ -100,6 +121,8 @@ class InferParams:
     #: Apply the fitted preprocessing state the model was trained with before predicting (for
     #: inputs that are raw rows, not rows of the feature table).
     apply_preprocess: bool = False
+    #: See :data:`DEFAULT_LOCAL_MAX_BYTES`; a pool with ``num_gpus`` always runs distributed.
+    local_max_bytes: int = DEFAULT_LOCAL_MAX_BYTES
 
 
 STAGE_PARAMS: dict[str, type] = {

@@ -7,10 +7,11 @@ SUCCESS (and whose curated commit is still on the branch) is skipped. Every line
 row or a quarantined line with its reason; nothing is dropped silently and a bad line never fails
 the job.
 
-Every claimed file is parsed once, in Ray tasks, into Arrow tables of curated rows and quarantined
-records (with pyarrow's readers where they can vouch for a line, the row parser elsewhere: the
-``fast_path`` stage param); the two commits write from those tables, and the processing rows'
-counts come from the same tasks.
+Every claimed file is parsed once, in Ray tasks (or, when the claimed files are small, in the
+driver: the ``local_max_bytes`` stage param, :mod:`ray_operators.jobs.execution`), into Arrow
+tables of curated rows and quarantined records (with pyarrow's readers where they can vouch for
+a line, the row parser elsewhere: the ``fast_path`` stage param); the two commits write from
+those tables, and the processing rows' counts come from the same parse.
 
 Tables (``<output>`` is the spec's output table):
 - ``<output>``: for ``spark_logs``, timestamp, log_level, message, pod_name, namespace_name, app,
@@ -34,6 +35,7 @@ from ray_operators.contract.lineage import RUN_KEY, SUBMISSION_ID
 from ray_operators.contract.spec import StageSpec
 from ray_operators.curation import protocol, spark_logs, spark_logs_fast
 from ray_operators.iceberg_snapshots import values_on_branch
+from ray_operators.jobs import execution, storage
 from ray_operators.jobs.write import commit_exactly_once, ensure_table
 
 ENGINE = "ray"
@@ -55,8 +57,6 @@ def parse_file(
     (:func:`ray_operators.curation.spark_logs_fast.curate_file`: pyarrow where it can vouch for a
     line, the shared row parser ``spark_logs.records`` elsewhere, or everywhere when not ``fast``).
     ``properties``: the catalog's, for opening ``s3://`` raw files like its data files."""
-    from ray_operators.jobs import storage
-
     data = storage.read_bytes(item["path"], properties)
     if data is None:
         raise FileNotFoundError(f"raw file {item['path']} disappeared after discovery")
@@ -140,6 +140,13 @@ def _curate(spec: StageSpec, fmt: _Format) -> dict[str, Any]:
     keys = protocol.CommitKeys(spec.run_key)
     claim, found = _claim(spec, fmt)
     base = spec.lineage_properties()
+    files = [fmt.item(unit, path) for unit in claim.claimed for path in found[unit]]
+    local = execution.runs_locally(
+        storage.total_size([f["path"] for f in files], spec.storage_properties()),
+        spec.typed_params().local_max_bytes,
+    )
+    if local:
+        print(f"{len(files)} raw file(s): parsed and committed in the job's driver", flush=True)
     mark = partial(
         _mark,
         spec,
@@ -147,12 +154,12 @@ def _curate(spec: StageSpec, fmt: _Format) -> dict[str, Any]:
         job_id=base[SUBMISSION_ID],
         started=datetime.now(UTC),
         table=protocol.processing_table(out),
+        local=local,
     )
     mark(protocol.PROCESSING, keys.start, empty_too=True)
     lineage = protocol.lineage(base, ENGINE)
     try:
-        files = [fmt.item(unit, path) for unit in claim.claimed for path in found[unit]]
-        good, bad, stats = _parse_all(files, fmt.parse)
+        good, bad, stats = _parse_all(files, fmt.parse, local=local)
         logs_result = commit_exactly_once(spec, good, schema=fmt.schema, extra_properties=lineage)
         q_result = commit_exactly_once(
             spec.with_run_key(keys.quarantine),
@@ -180,30 +187,39 @@ def _mark(
     stats: dict[str, tuple[int, int]] | None = None,
     error: str | None = None,
     empty_too: bool = False,
+    local: bool = False,
 ) -> None:
     """Commit the claimed units' processing rows under ``key`` (an empty commit for no units when
     ``empty_too``: the run's start is recorded even when it found nothing to curate)."""
     import pyarrow as pa
-    import ray
 
     if not claim.claimed and not empty_too:
         return
     rows = protocol.processing_rows(
         claim, status, run_key=spec.run_key, job_id=job_id, started=started, stats=stats, error=error
     )
-    data = ray.data.from_arrow(pa.Table.from_pylist(rows, schema=schemas()[2])) if rows else None
+    data = (
+        execution.from_arrow(pa.Table.from_pylist(rows, schema=schemas()[2]), local=local) if rows else None
+    )
     lineage = protocol.lineage(spec.lineage_properties(), ENGINE)
     commit_exactly_once(spec.with_run_key(key), data, table=table, extra_properties={**lineage, RUN_KEY: key})
 
 
-def _parse_all(files: list[dict[str, Any]], parse: Callable) -> tuple[Any, Any, dict[str, tuple[int, int]]]:
-    """Parse every file once, in Ray tasks over groups of files: (curated rows and quarantined
-    records as datasets over the tasks' Arrow tables, ``{unit: (curated, quarantined)}``). The
-    commits write from those tables; nothing is parsed twice. ``(None, None, {})`` for no files."""
-    import ray
-
+def _parse_all(
+    files: list[dict[str, Any]], parse: Callable, *, local: bool = False
+) -> tuple[Any, Any, dict[str, tuple[int, int]]]:
+    """Parse every file once, in Ray tasks over groups of files (``local``: here, as one group):
+    (curated rows and quarantined records as datasets over the Arrow tables,
+    ``{unit: (curated, quarantined)}``). The commits write from those tables; nothing is parsed
+    twice. ``(None, None, {})`` for no files."""
     if not files:
         return None, None, {}
+    if local:
+        good, bad, stats = _parse_group(files, parse)
+        return execution.from_arrow(good, local=True), execution.from_arrow(bad, local=True), stats
+    import ray
+
+    execution.warm_workers()
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     count = min(len(files), 4 * cpus)  # a few tasks per CPU: balanced, and few large blocks
     task = ray.remote(num_returns=3)(_parse_group)

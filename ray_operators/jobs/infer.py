@@ -91,7 +91,8 @@ def run(spec: StageSpec) -> dict[str, Any]:
     features = json.loads(model["feature_columns"])
     item = spec.inputs[0]
     with phase("plan read"):
-        ds, _ = read_pinned(spec, item)
+        # A GPU pool runs in Ray's actors; a small CPU-only input runs in the driver.
+        ds, _ = read_pinned(spec, item, local_max_bytes=0 if p.num_gpus else p.local_max_bytes)
     state = None
     if p.apply_preprocess:
         # Raw rows: apply the fitted preprocessing state the model was trained with, by the

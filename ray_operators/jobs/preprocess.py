@@ -630,9 +630,17 @@ def _fitted_on(item: TableInput, scope: str, snapshot_id: int | None, rows: int)
     return where
 
 
+def local_limit(params: PreprocessParams) -> int:
+    """The stage's ``local_max_bytes``, or 0 when a user transform asks for a GPU (the driver is
+    not given one)."""
+    if any(item.get("num_gpus") for item in params.transforms):
+        return 0
+    return int(params.local_max_bytes)
+
+
 def _read(spec: StageSpec, item: TableInput, params: PreprocessParams) -> tuple[Any, Any, int]:
     with phase("plan read"):
-        ds, files = read_pinned(spec, item)
+        ds, files = read_pinned(spec, item, local_max_bytes=local_limit(params))
     with phase("execute: read + user transforms"):
         ds = apply_user_transforms(ds, params.transforms).materialize()
     return ds, files, ds.count()

@@ -9,14 +9,21 @@ from typing import Any
 from ray_operators.contract.spec import StageError, StageSpec, TableInput
 
 
-def read_pinned(spec: StageSpec, item: TableInput, *, num_blocks: int | None = None):
-    """``(dataset, files)``: one input as a Ray Dataset, and for an incremental input the number of
+def read_pinned(
+    spec: StageSpec, item: TableInput, *, num_blocks: int | None = None, local_max_bytes: int | None = None
+):
+    """``(dataset, files)``: one input as a dataset, and for an incremental input the number of
     data files its appends added (None for a pinned snapshot).
 
     ``num_blocks`` overrides Ray Data's read parallelism (``override_num_blocks``); None keeps its
-    default.
+    default. When the planned data files total at most ``local_max_bytes`` (0 or None: never), the
+    dataset is a :class:`~ray_operators.jobs.execution.LocalDataset` read by the same read tasks
+    in the driver (see :mod:`ray_operators.jobs.execution`); otherwise a Ray Dataset, and the job's
+    workers are started.
     """
     import ray
+
+    from ray_operators.jobs import execution
 
     blocks: dict[str, Any] = {"override_num_blocks": num_blocks} if num_blocks else {}
     kwargs: dict[str, Any] = {}
@@ -26,6 +33,7 @@ def read_pinned(spec: StageSpec, item: TableInput, *, num_blocks: int | None = N
         kwargs["selected_fields"] = tuple(item.columns)
 
     table = spec.load_catalog().load_table(item.table)
+    files: int | None = None
     if item.is_list or item.is_range:
         ranges = append_ranges(table, item)
         from ray_operators.jobs.iceberg_source import appends_source_class
@@ -35,22 +43,33 @@ def read_pinned(spec: StageSpec, item: TableInput, *, num_blocks: int | None = N
         )
         files = len(source.plan_files) if ranges else 0
         if not files:
-            return ray.data.from_items([]), 0
-        return ray.data.read_datasource(source, **blocks), files
-    if item.snapshot_id is None:
-        raise StageError(f"input {item.table} has neither snapshot_id nor a snapshot range: reads are pinned")
-    if table.metadata.snapshot_by_id(item.snapshot_id) is None:
-        raise StageError(
-            f"snapshot {item.snapshot_id} is not in {item.table} (expired, or from another table?)"
+            return (execution.LocalDataset(list) if local_max_bytes else ray.data.from_items([])), 0
+    else:
+        if item.snapshot_id is None:
+            raise StageError(
+                f"input {item.table} has neither snapshot_id nor a snapshot range: reads are pinned"
+            )
+        if table.metadata.snapshot_by_id(item.snapshot_id) is None:
+            raise StageError(
+                f"snapshot {item.snapshot_id} is not in {item.table} (expired, or from another table?)"
+            )
+        # What ray.data.read_iceberg builds, kept here so that its planned files can be sized.
+        from ray.data._internal.datasource.iceberg_datasource import IcebergDatasource
+
+        source = IcebergDatasource(
+            table_identifier=item.table,
+            snapshot_id=item.snapshot_id,
+            catalog_kwargs=spec.catalog_kwargs(),
+            **kwargs,
         )
-    ds = ray.data.read_iceberg(
-        table_identifier=item.table,
-        catalog_kwargs=spec.catalog_kwargs(),
-        snapshot_id=item.snapshot_id,
-        **kwargs,
-        **blocks,
-    )
-    return ds, None
+    size = sum(int(task.file.file_size_in_bytes) for task in source.plan_files)
+    if execution.runs_locally(size, local_max_bytes):
+        print(
+            f"{item.table}: {size:,} bytes of data files: read and processed in the job's driver", flush=True
+        )
+        return execution.read_in_driver(source), files
+    execution.warm_workers()
+    return ray.data.read_datasource(source, **blocks), files
 
 
 def parse_row_filter(item: TableInput) -> Any:

@@ -43,7 +43,6 @@ def main(argv: list[str] | None = None) -> int:
         import ray
     with timing.phase("ray init"):
         ray.init()
-    warm_workers()
     print(f"stage {spec.stage}: run key {spec.run_key}, output {spec.output_table}", flush=True)
     try:
         with timing.phase("import stage"):
@@ -60,38 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stage {spec.stage} result: {result}", flush=True)
     report_result(result)
     return 0
-
-
-#: How many worker processes a stage starts at once, at most (see :func:`warm_workers`).
-WARM_WORKERS = 2
-
-
-def _warm() -> int:
-    """Import in a worker what the stage's Ray Data tasks will need."""
-    import pyarrow.parquet  # noqa: F401
-    import pyiceberg.io.pyarrow  # noqa: F401
-    import ray.data  # noqa: F401
-
-    return os.getpid()
-
-
-def warm_workers() -> None:
-    """Start the job's worker processes now, while the driver imports and plans.
-
-    Ray starts a job's workers on its first tasks: a cold worker costs about a second (interpreter,
-    Ray, pyarrow, pyiceberg) before the first block is read. A tiny stage pays that as most of its
-    time. Fire-and-forget tasks (one per CPU, at most :data:`WARM_WORKERS`) start them beside the
-    driver's own imports; Ray then leases the first Ray Data tasks to these idle, warm workers.
-    """
-    import ray
-
-    try:
-        cpus = int(ray.cluster_resources().get("CPU", 0))
-        warm = ray.remote(num_cpus=1)(_warm)
-        for _ in range(min(cpus, WARM_WORKERS)):
-            warm.remote()
-    except Exception as err:  # an optimisation only: never fail a stage for it
-        print(f"could not warm workers: {type(err).__name__}: {err}", flush=True)
 
 
 def where_it_ran() -> dict[str, object] | None:

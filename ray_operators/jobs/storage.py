@@ -117,6 +117,15 @@ def uri_of(root: str, root_path: str, path: str) -> str:
     return join(root, relative) if relative else root
 
 
+def total_size(uris: list[str], properties: Mapping[str, str] | None = None) -> int:
+    """The bytes of the files at ``uris`` together (a missing one counts 0)."""
+    total = 0
+    for uri in uris:
+        fs, path = filesystem(uri, properties)
+        total += max(int(fs.get_file_info(path).size or 0), 0)
+    return total
+
+
 def read_bytes(uri: str, properties: Mapping[str, str] | None = None) -> bytes | None:
     """The bytes at ``uri``, or None when there is no such file."""
     fs, path = filesystem(uri, properties)

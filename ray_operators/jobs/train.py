@@ -95,6 +95,8 @@ def resolve_use_gpu(setting: Any) -> bool:
 
 
 def _train_loop(config: dict[str, Any]) -> dict[str, Any] | None:
+    import time
+
     import ray.train
     import torch
 
@@ -107,8 +109,16 @@ def _train_loop(config: dict[str, Any]) -> dict[str, Any] | None:
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
     loss_fn = torch.nn.CrossEntropyLoss()
-    shard = ray.train.get_dataset_shard("train")
+    if config.get("local_shards"):
+        from ray_operators.jobs.execution import LocalDataset
+
+        rank = ray.train.get_context().get_world_rank()
+        table = ray.get(config["local_shards"][rank])
+        shard: Any = LocalDataset(lambda: [table])
+    else:
+        shard = ray.train.get_dataset_shard("train")
     losses: list[float] = []
+    reported = float("-inf")
     for epoch in range(config["epochs"]):
         total, count = 0.0, 0
         for x, y in iter_minibatches(
@@ -126,7 +136,12 @@ def _train_loop(config: dict[str, Any]) -> dict[str, Any] | None:
             optimizer.step()
             total, count = total + float(loss) * len(y), count + len(y)
         losses.append(total / max(count, 1))
-        ray.train.report({"epoch": epoch, "loss": losses[-1]})
+        # Ray Train's report waits until the controller has taken the previous one (it polls
+        # every health_check_interval_s): epochs quicker than that report only as often, and the
+        # last epoch always. Every epoch's loss comes back in the return value.
+        if epoch == config["epochs"] - 1 or time.monotonic() - reported >= config["report_every_s"]:
+            ray.train.report({"epoch": epoch, "loss": losses[-1]})
+            reported = time.monotonic()
     if ray.train.get_context().get_world_rank() != 0:
         return None
     base = model.module if hasattr(model, "module") else model
@@ -180,11 +195,23 @@ def _registered(spec: StageSpec, result: dict[str, Any], row: dict[str, Any]) ->
     }
 
 
+#: Ray Train's environment variable for its controller's poll interval (propagated by Ray Train
+#: from the driver to the controller and the workers).
+HEALTH_CHECK_INTERVAL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+
+
 def run(spec: StageSpec) -> dict[str, Any]:
-    import numpy as np
-    import ray.data
-    import ray.train
-    from ray.train.torch import TorchTrainer
+    import os
+
+    from ray_operators.jobs.execution import LocalDataset
+
+    # No early warm-up of task workers here: Ray Train's actors never reuse them, and a small
+    # feature snapshot is read in the driver (read_pinned starts workers for a big one).
+    with phase("import torch + Ray Train"):
+        import numpy as np
+        import ray.data
+        import ray.train
+        from ray.train.torch import TorchTrainer
 
     if len(spec.inputs) != 1 or spec.inputs[0].snapshot_id is None:
         raise StageError("train reads exactly one feature table pinned to a snapshot_id")
@@ -221,13 +248,17 @@ def run(spec: StageSpec) -> dict[str, Any]:
     # training order then depend on the data alone, not on the cluster's timing or shape.
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     with phase("plan read"):
-        ds, _ = read_pinned(spec, item, num_blocks=read_blocks)
+        ds, _ = read_pinned(spec, item, num_blocks=read_blocks, local_max_bytes=p.local_max_bytes)
     # Cached once in the object store; every epoch (and the holdout split) reads these blocks.
     with phase("execute: read (cached)"):
         ds = ds.select_columns([*features, label]).materialize()
     cached = {"rows": ds.count(), "blocks": ds.num_blocks(), "requested_blocks": read_blocks}
     print(f"training read of {item.table}@{item.snapshot_id}: {cached}", flush=True)
     train_ds, test_ds = ds.train_test_split(test_size=float(p.holdout), seed=int(p.seed))
+    # A snapshot read in the driver reaches each training worker as its equal shard, put in the
+    # object store once (as streaming_split(equal=True) would cut it): no Ray Data execution and
+    # none of its coordinating actors, whose start-up is most of a small training run.
+    local_shards = train_ds.equal_shards(int(p.num_workers)) if isinstance(train_ds, LocalDataset) else None
     # Never inside a table's folder (no table argument): orphan-file cleanup would delete models.
     root = "" if p.artifact_root and p.storage_path else storage.storage_root(spec)
     run_dir = artifact_dir(p.artifact_root or root + "/models", name, spec.run_key)
@@ -246,6 +277,8 @@ def run(spec: StageSpec) -> dict[str, Any]:
         "lr": float(p.lr),
         "artifact_uri": artifact_uri,
         "storage": spec.storage_properties(),  # no secrets: the nodes bring their own keys
+        "local_shards": local_shards,
+        "report_every_s": float(p.health_check_interval_s),
     }
     # Shared storage (next to the tables), not a node-local temporary folder: on a multi-node
     # cluster every worker and the driver must see the same run directory. The filesystem is the
@@ -260,11 +293,12 @@ def run(spec: StageSpec) -> dict[str, Any]:
             use_gpu=use_gpu,
             resources_per_worker=p.resources_per_worker or None,
         ),
-        datasets={"train": train_ds},
+        datasets=None if local_shards else {"train": train_ds},
         run_config=ray.train.RunConfig(
             name=run_dir.rsplit("/", 1)[1], storage_path=train_path, storage_filesystem=train_fs
         ),
     )
+    os.environ[HEALTH_CHECK_INTERVAL_ENV] = str(float(p.health_check_interval_s))
     with phase("train (Ray Train fit)"):
         fit = trainer.fit()
     losses = (fit.return_value or {}).get("epoch_losses") or []

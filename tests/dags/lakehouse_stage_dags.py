@@ -87,56 +87,61 @@ with DAG(
 
 FEATURES = [f"f{i}" for i in range(6)]
 
-with DAG(
-    "train_model",
-    schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    params={"inputs_json": Param("[]", type="string")},
-):
-    LakehouseStageOperator(
-        task_id="train",
-        stage="train",
-        inputs="{{ params.inputs_json }}",
-        output_table="ml.models",
-        iceberg_conn_id="iceberg_test",
-        poll_interval=0.5,
-        stage_params={
-            "feature_columns": FEATURES,
-            "label_column": "label",
-            "num_classes": 2,
-            "model_name": "clf",
-            "epochs": 8,
-            "batch_size": 64,
-            "lr": 0.02,
-            "num_workers": 1,
-            "use_gpu": "auto",
-        },
-    )
+# The training and scoring DAGs as configured by default (a small snapshot is read in the job's
+# driver) and with "_distributed": local_max_bytes 0, every read in Ray tasks.
+for suffix, extra in (("", {}), ("_distributed", {"local_max_bytes": 0})):
+    with DAG(
+        "train_model" + suffix,
+        schedule=None,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        params={"inputs_json": Param("[]", type="string")},
+    ):
+        LakehouseStageOperator(
+            task_id="train",
+            stage="train",
+            inputs="{{ params.inputs_json }}",
+            output_table="ml.models",
+            iceberg_conn_id="iceberg_test",
+            poll_interval=0.5,
+            stage_params={
+                "feature_columns": FEATURES,
+                "label_column": "label",
+                "num_classes": 2,
+                "model_name": "clf",
+                "epochs": 8,
+                "batch_size": 64,
+                "lr": 0.02,
+                "num_workers": 1,
+                "use_gpu": "auto",
+                **extra,
+            },
+        )
 
-with DAG(
-    "score_features",
-    schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    params={"inputs_json": Param("[]", type="string")},
-):
-    LakehouseStageOperator(
-        task_id="infer",
-        stage="infer",
-        inputs="{{ params.inputs_json }}",
-        output_table="ml.predictions",
-        iceberg_conn_id="iceberg_test",
-        poll_interval=0.5,
-        stage_params={
-            "model_table": "ml.models",
-            "model_name": "clf",
-            "min_actors": 1,
-            "max_actors": 2,
-            "num_gpus": 0,
-            "carry_columns": ["row_id", "label"],
-        },
-    )
+    with DAG(
+        "score_features" + suffix,
+        schedule=None,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        params={"inputs_json": Param("[]", type="string")},
+    ):
+        LakehouseStageOperator(
+            task_id="infer",
+            stage="infer",
+            inputs="{{ params.inputs_json }}",
+            output_table="ml.predictions",
+            iceberg_conn_id="iceberg_test",
+            poll_interval=0.5,
+            stage_params={
+                "model_table": "ml.models",
+                "model_name": "clf",
+                "min_actors": 1,
+                "max_actors": 2,
+                "num_gpus": 0,
+                "carry_columns": ["row_id", "label"],
+                **extra,
+            },
+        )
 
 with DAG(
     "curate_tabular",
