@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -52,6 +54,21 @@ TABLES = (
     "ml.predictions",
 )
 MALFORMED_EVERY = 97  # one malformed CSV row in this many
+#: Loggers shown on the terminal while the embedded demo runs: dag.test()'s, our operators' and
+#: sensors' task logs, and our triggers' (a deferred stage streams its Ray job's log from there).
+PROGRESS_LOGGERS = (
+    "airflow.sdk.definitions.dag",
+    "airflow.task.operators.ray_operators",
+    "ray_operators.triggers",
+)
+
+
+_STARTED = time.monotonic()
+
+
+def say(message: str, *, flush: bool = True) -> None:
+    """A progress line: ``==> [   12.3s] message``, the time since the demo started."""
+    print(f"==> [{time.monotonic() - _STARTED:6.1f}s] {message}", flush=flush)
 
 
 def environment(root: Path, project: Path) -> dict[str, str]:
@@ -67,6 +84,9 @@ def environment(root: Path, project: Path) -> dict[str, str]:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(project / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        # Progress on the terminal: our operators' and sensors' task logs (the Ray job's own lines,
+        # Ray Data's progress among them) and dag.test()'s task start and end (see _StageProgress).
+        "AIRFLOW__LOGGING__NAMESPACE_LEVELS": " ".join(f"{name}=INFO" for name in PROGRESS_LOGGERS),
         "AIRFLOW_CONN_ICEBERG_DEFAULT": json.dumps({"conn_type": "iceberg", "extra": catalog}),
         "LAKEHOUSE_RAW_ROOT": str(root / "raw"),
         "RAY_USAGE_STATS_ENABLED": "0",
@@ -158,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stack == "production":
         from ray_operators.devstack.stack import ProductionStack
 
-        print("==> Starting the production shape: SeaweedFS (S3 + Iceberg REST catalog), Ray head + worker")
+        say("Starting the production shape: SeaweedFS (S3 + Iceberg REST catalog), Ray head + worker")
         stack = ProductionStack(root / "stack").start()
         print(
             f"    S3 {stack.storage.s3_endpoint}, REST catalog {stack.storage.catalog_uri}, "
@@ -169,20 +189,20 @@ def main(argv: list[str] | None = None) -> int:
         return _demo(args, project, root, started, stack)
     finally:
         if stack is not None:
-            print("==> Stopping the production stack (Ray worker, Ray head, SeaweedFS)", flush=True)
+            say("Stopping the production stack (Ray worker, Ray head, SeaweedFS)", flush=True)
             stack.stop()
 
 
 def _demo(args: argparse.Namespace, project: Path, root: Path, started: float, stack: Any) -> int:
     env = prepare(root, project, stack)
     where = "REST catalog on S3, raw data in s3://raw" if stack else "SQLite catalog + warehouse, raw data"
-    print(f"==> State in {root} (Airflow home, {where})", flush=True)
+    say(f"State in {root} (Airflow home, {where})", flush=True)
     batch = generate_batch(root, args.rows)
     if stack is not None:
         uploaded = stack.upload(root / "raw", "")
-        print(f"==> Uploaded {len(uploaded)} raw files to {stack.raw_root}", flush=True)
-    print(
-        f"==> Raw batch {batch['batch']}: {len(batch['logs']['folders'])} Spark-log folders "
+        say(f"Uploaded {len(uploaded)} raw files to {stack.raw_root}", flush=True)
+    say(
+        f"Raw batch {batch['batch']}: {len(batch['logs']['folders'])} Spark-log folders "
         f"({batch['logs']['bad_total']} malformed lines), {batch['samples_rows']} samples in "
         f"{Path(batch['samples_file']).name} ({batch['samples_bad']} malformed rows)",
         flush=True,
@@ -237,29 +257,36 @@ def _run_embedded(
     if curate_engine == "spark":
         dags = spark_engine_dags(project, root)
         os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
-        print(f"==> spark_logs curates on Spark (spark-submit, local[2]); its DAG folder: {dags}", flush=True)
+        say(f"spark_logs curates on Spark (spark-submit, local[2]); its DAG folder: {dags}", flush=True)
 
-    subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        env=os.environ.copy(),
+    say(
+        "Starting an embedded Ray head (token auth on, dashboard on 127.0.0.1), beside Airflow's "
+        "metadata database migration and the DAG files' parse",
+        flush=True,
     )
-    print("==> Starting an embedded Ray head (token auth on, dashboard on 127.0.0.1)", flush=True)
-    head = LocalRayHead(workdir=root / "ray").start()
-    print(f"    Ray dashboard: {head.address}", flush=True)
-    os.environ.update(head.connection_env("ray_default"))
+    head = LocalRayHead(workdir=root / "ray").launch()
     runs = []
     try:
+        migrate = subprocess.Popen(
+            [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+            stdout=subprocess.DEVNULL,
+            env=os.environ.copy(),
+        )
         bag = _dagbag(dags)
+        if migrate.wait() != 0:
+            raise SystemExit(f"airflow db migrate failed (exit {migrate.returncode})")
+        head.wait_ready()
+        say(f"Ray head ready, Airflow's database migrated; Ray dashboard: {head.address}")
+        os.environ.update(head.connection_env("ray_default"))
         for dag_id in PIPELINES:
             runs.append(_run(bag, dag_id))
             if runs[-1]["state"] != "success":
                 break
         return runs, _ray_jobs()
     finally:
-        print("==> Stopping the Ray head", flush=True)
+        say("Stopping the Ray head", flush=True)
         head.stop()
+        say("Ray head stopped")
 
 
 def _run_on_scheduler(
@@ -275,9 +302,9 @@ def _run_on_scheduler(
     if find_postgres_bin() is not None:
         postgres = LocalPostgres().start()
         database_url = postgres.url
-        print(f"==> PostgreSQL for Airflow's metadata on 127.0.0.1:{postgres.port}", flush=True)
+        say(f"PostgreSQL for Airflow's metadata on 127.0.0.1:{postgres.port}", flush=True)
     else:
-        print(f"==> No PostgreSQL server ({INSTALL_HINT}): Airflow's metadata stays in SQLite", flush=True)
+        say(f"No PostgreSQL server ({INSTALL_HINT}): Airflow's metadata stays in SQLite", flush=True)
         # Fresh metadata each run, as with the throwaway PostgreSQL (the tables persist in S3).
         (root / "airflow" / "airflow.db").unlink(missing_ok=True)
     if database_url:
@@ -295,7 +322,7 @@ def _run_on_scheduler(
         database_url=database_url,
     )
     try:
-        print("==> Starting Airflow: scheduler, triggerer, dag-processor, API server", flush=True)
+        say("Starting Airflow: scheduler, triggerer, dag-processor, API server", flush=True)
         airflow.start(timeout=300)
         airflow.wait_api()
         print(f"    Airflow UI {airflow.url} (login admin; password in {airflow.passwords_path})", flush=True)
@@ -310,7 +337,7 @@ def _run_on_scheduler(
                 break
         return runs, _ray_jobs()
     finally:
-        print("==> Stopping Airflow" + (" and PostgreSQL" if postgres else ""), flush=True)
+        say("Stopping Airflow" + (" and PostgreSQL" if postgres else ""), flush=True)
         airflow.stop()
         if postgres is not None:
             try:
@@ -337,7 +364,7 @@ def _scheduler_run(airflow: Any, dag_id: str, earlier: list[dict[str, Any]]) -> 
             conf = {"snapshot_ids": [int(snapshot)]}
         run_id = airflow.trigger(dag_id, conf)
         started_by = "the REST API" + (f", params {json.dumps(conf)}" if conf else "")
-    print(f"==> Running pipeline {dag_id}: started by {started_by} (run {run_id})", flush=True)
+    say(f"Running pipeline {dag_id}: started by {started_by} (run {run_id})", flush=True)
     state = airflow.wait_run(dag_id, run_id)
     ((start, end),) = airflow.query(
         "SELECT start_date, end_date FROM dag_run WHERE dag_id = ? AND run_id = ?", dag_id, run_id
@@ -402,6 +429,32 @@ def _ray_jobs() -> list[dict[str, Any]]:
     return [{k: job.get(k) for k in keep} for job in RayJobsHook("ray_default").list_jobs()]
 
 
+class _StageProgress(logging.Handler):
+    """One line per task as ``dag.test()`` starts and ends it, with the time into the pipeline."""
+
+    PATTERN = re.compile(r"\[DAG TEST\] (starting|end task) task_id=(\S+)")
+
+    def __init__(self, dag_id: str) -> None:
+        super().__init__(logging.INFO)
+        self.dag_id = dag_id
+        self.started = time.monotonic()
+        self.task_started: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = self.PATTERN.search(record.getMessage())
+        if found is None:
+            return
+        what, task = found.groups()
+        now = time.monotonic()
+        if what == "starting":
+            self.task_started[task] = now
+            line = f"    [{now - self.started:6.1f}s] {self.dag_id}.{task}: started"
+        else:
+            took = now - self.task_started.get(task, now)
+            line = f"    [{now - self.started:6.1f}s] {self.dag_id}.{task}: ended after {took:.1f}s"
+        print(line, flush=True)
+
+
 def _dagbag(folder: Path):
     from airflow.dag_processing.dagbag import DagBag
 
@@ -413,11 +466,16 @@ def _dagbag(folder: Path):
 
 def _run(bag: Any, dag_id: str) -> dict[str, Any]:
     dag = bag.dags[dag_id]
-    print(
-        f"==> Running pipeline {dag_id}: {' -> '.join(t.task_id for t in dag.topological_sort())}", flush=True
-    )
+    say(f"Running pipeline {dag_id}: {' -> '.join(t.task_id for t in dag.topological_sort())}", flush=True)
     started = time.monotonic()
-    run = dag.test()
+    progress = _StageProgress(dag_id)
+    dag_logger = logging.getLogger(PROGRESS_LOGGERS[0])
+    dag_logger.setLevel(logging.INFO)
+    dag_logger.addHandler(progress)
+    try:
+        run = dag.test()
+    finally:
+        dag_logger.removeHandler(progress)
     elapsed = time.monotonic() - started
     tasks = _xcom_results(dag_id, run.run_id)
     print(f"    {dag_id}: {run.state} in {elapsed:.1f}s", flush=True)
@@ -611,5 +669,15 @@ def _n(value: Any) -> str:
     return "-" if value is None else f"{value:,}"
 
 
+def _exit_now(code: int) -> None:
+    """Leave at once once the report is out: the interpreter's teardown of a process that ran
+    Airflow and Ray clients (their threads, pools and atexit hooks) adds seconds and nothing else;
+    every table, state file and report is already written."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit_now(main())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -111,6 +112,13 @@ def test_demo_runs_the_lakehouse_twice_and_the_second_run_reads_only_the_new_bat
     assert first["lineage"][1]["inputs"]["curated.samples"] == str(curate["snapshot_id"])
     assert first["lineage"][2]["inputs"]["raw"].endswith("raw/samples")
     assert "<- curated.samples@" in stdout and "holdout accuracy" in stdout
+    # Progress while it ran: each step with its time, each stage as it started and ended, and the
+    # stage jobs' own log lines as they came.
+    assert re.search(r"^==> \[ *\d+\.\ds\] Running pipeline lakehouse", stdout, re.M)
+    for task in ("spark_logs.curate_logs", "curate_samples.curate_csv", "lakehouse.train", "lakehouse.infer"):
+        assert f"{task}: started" in stdout, task
+        assert re.search(rf"{re.escape(task)}: ended after \d+\.\ds", stdout), task
+    assert "[ray] stage train timings (s)" in stdout and "[ray] stage preprocess result" in stdout
 
     # Second run: a new batch; only its files and its curated snapshot are read.
     second, stdout = _demo(state, tmp_path / "second.json")
