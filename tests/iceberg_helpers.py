@@ -2,7 +2,8 @@
 
 Also a command line, so commits can come from another process:
 ``python tests/iceberg_helpers.py ROOT CATALOG TABLE ACTION [ARG]`` with ACTION one of
-``create``, ``append N`` (N separate commits), ``compact``, ``own-write KEY=VALUE``, ``rollback``.
+``create``, ``append N`` (N separate commits), ``append-at-once N`` (N snapshots in one catalog
+commit: a reader sees none or all of them), ``compact``, ``own-write KEY=VALUE``, ``rollback``.
 """
 
 from __future__ import annotations
@@ -79,6 +80,21 @@ def append(
     return ids
 
 
+def append_at_once(catalog, table: str, snapshots: int) -> list[int]:
+    """``snapshots`` append snapshots made in one transaction: they land on the branch together."""
+    tbl = catalog.load_table(table)
+    start = int(tbl.metadata.snapshots[-1].summary.get("total-records", 0)) if tbl.metadata.snapshots else 0
+    with tbl.transaction() as tx:
+        for i in range(snapshots):
+            first = start + 3 * i
+            tx.append(
+                pa.table({"id": list(range(first, first + 3)), "value": ["v0", "v1", "v2"]}, schema=SCHEMA)
+            )
+    tbl = catalog.load_table(table)
+    ids = [s.snapshot_id for s in tbl.metadata.snapshots]
+    return ids[-snapshots:]
+
+
 def compact(catalog, table: str) -> int:
     """Rewrite all data files into one: a real ``replace`` commit, as a compaction job makes."""
     from pyiceberg.io.pyarrow import _dataframe_to_data_files
@@ -123,6 +139,8 @@ def main(argv: list[str]) -> Any:
         return None
     if action == "append":
         return append(catalog, table, commits=int(rest[0]) if rest else 1)
+    if action == "append-at-once":
+        return append_at_once(catalog, table, int(rest[0]))
     if action == "compact":
         return compact(catalog, table)
     if action == "own-write":

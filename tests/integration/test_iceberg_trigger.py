@@ -27,7 +27,9 @@ def test_three_commits_between_two_polls_are_three_snapshots_in_one_event_in_ord
         trigger = _trigger(iceberg, poll_interval=4)
         async with BackgroundTrigger(trigger) as bg:
             await bg.polls_reach(1)
-            ids = await iceberg.acommit(TABLE, "append", "3")
+            # Three snapshots in one catalog commit, so no poll can fall between them (three
+            # separate commits from another process could straddle a poll on a slow machine).
+            ids = await iceberg.acommit(TABLE, "append-at-once", "3")
             event = await bg.next_event(timeout=30)
             return ids, event, trigger
 
