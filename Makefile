@@ -58,6 +58,7 @@ bench: install
 	$(PY) bench/bench_tiny_stage.py
 	$(PY) bench/bench_shapes.py
 	$(PY) bench/bench_curate_engines.py
+	$(PY) bench/bench_log_streaming.py
 
 clean:
 	rm -rf .local build dist *.egg-info .pytest_cache .ruff_cache
