@@ -5,7 +5,8 @@ processes start (an interpreter each, Ray, pyarrow, pyiceberg) while the driver 
 plans. On an input of a few thousand rows that is nearly all of a stage's time. So an input whose
 data files (or raw files) total at most the stage's ``local_max_bytes`` (stage params; default
 :data:`~ray_operators.contract.params.DEFAULT_LOCAL_MAX_BYTES`, ``0`` always distributes) runs in
-the driver, on the **same code path**:
+the driver, when the driver's node offers CPUs to tasks (a head kept for drivers, with no task
+CPUs, sends all data work to the workers), on the **same code path**:
 
 - the read runs Ray's own read tasks (``Datasource.get_read_tasks``: Iceberg's scan planning,
   FileIO and field-id projection) in this process;
@@ -33,8 +34,31 @@ _warmed: list[bool] = []
 
 
 def runs_locally(size_bytes: int, limit: int | None) -> bool:
-    """Whether work over ``size_bytes`` of input runs in the driver (``limit`` 0/None: never)."""
-    return bool(limit) and int(size_bytes) <= int(limit)
+    """Whether work over ``size_bytes`` of input runs in the driver: at most ``limit`` (0/None:
+    never), and only on a driver node that offers CPUs to tasks. A head node with no task CPUs
+    (KubeRay's advice, and the production shape here) is for drivers and coordination: the data
+    work goes to the worker nodes, whatever its size."""
+    if not limit or int(size_bytes) > int(limit):
+        return False
+    if not _driver_node_has_cpus():
+        print(
+            f"{size_bytes:,} bytes of input, but this job's node offers no CPUs to tasks: in Ray's workers",
+            flush=True,
+        )
+        return False
+    return True
+
+
+def _driver_node_has_cpus() -> bool:
+    import ray
+
+    try:
+        here = ray.get_runtime_context().get_node_id()
+        return any(
+            node["NodeID"] == here and node.get("Resources", {}).get("CPU", 0) > 0 for node in ray.nodes()
+        )
+    except Exception:  # no cluster to ask: nothing to run tasks on either
+        return False
 
 
 def _warm() -> int:
