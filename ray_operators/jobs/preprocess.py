@@ -57,10 +57,13 @@ replaces the whole table; rows without the slice column get this run's slice val
 
 How the built-ins are fitted and applied
 ----------------------------------------
-- Fit: one aggregation pass with the aggregates Ray's scalers fit with: ``standardize`` as
-  :class:`ray.data.preprocessors.StandardScaler` (``Mean``, ``Std(ddof=0)``: population std),
-  ``minmax`` as :class:`ray.data.preprocessors.MinMaxScaler` (``Min``, ``Max``); their results
-  (``mean(col)``, ``std(col)``, ``min(col)``, ``max(col)``) are the numbers stored in the JSON.
+- Fit: one aggregation pass, one accumulator per block merged in the driver (no shuffle), for
+  the statistics Ray's scalers fit: ``standardize`` as
+  :class:`ray.data.preprocessors.StandardScaler` (mean and population std, computed exactly and
+  rounded once, :mod:`ray_operators.jobs.exact_stats`, so they do not depend on how the input was
+  split into blocks), ``minmax`` as :class:`ray.data.preprocessors.MinMaxScaler` (``Min``,
+  ``Max``); their results (``mean(col)``, ``std(col)``, ``min(col)``, ``max(col)``) are the
+  numbers stored in the JSON.
   ``categorical``: the sorted distinct non-null values, cast to strings with pyarrow, found with
   Ray's ``Unique`` aggregate, in the same pass, with a non-null ``Count`` of the scaled columns.
 - Apply (:func:`apply_state`): one pyarrow ``map_batches`` with pyarrow compute, the same
@@ -365,12 +368,16 @@ class _FitColumns:
 def fit_transforms(ds: Any, params: PreprocessParams) -> dict[str, Any]:
     """Fit the built-ins on ``ds`` (materialized; it must have rows when any built-in is fitted).
 
-    One aggregation pass computes every statistic, with the aggregates Ray's own scalers fit with
-    (``StandardScaler``: ``Mean`` and ``Std(ddof=0)``; ``MinMaxScaler``: ``Min`` and ``Max``, under
-    the same ``mean(x)``-style names), plus the non-null counts and the categorical vocabularies.
-    Fitting each scaler on its own would run one Dataset execution per scaler.
+    One aggregation pass computes every statistic, under the names Ray's own scalers store them
+    with: ``StandardScaler``'s mean and population std, exact (:mod:`ray_operators.jobs.exact_stats`:
+    the same numbers whatever the blocks, so a table standardized on one node, on two, or in the
+    job's driver is the same to the last bit); ``MinMaxScaler``'s ``Min`` and ``Max``; plus the
+    non-null counts and the categorical vocabularies (Ray's ``Count`` and ``Unique``). Fitting each
+    scaler on its own would run one Dataset execution per scaler.
     """
-    from ray.data.aggregate import Count, Max, Mean, Min, Std, Unique
+    from ray.data.aggregate import Count, Max, Min, Unique
+
+    from ray_operators.jobs.exact_stats import ExactMoment
 
     wanted = requested(params)
     missing = sorted(
@@ -381,7 +388,9 @@ def fit_transforms(ds: Any, params: PreprocessParams) -> dict[str, Any]:
     scaled = wanted["standardize"] + wanted["minmax"]
     if not scaled and not wanted["categorical"]:
         return transforms_from_stats(wanted, {}, {}, {})
-    aggs = [agg for c in wanted["standardize"] for agg in (Mean(c), Std(c, ddof=0))]
+    aggs: list[Any] = [
+        agg for c in wanted["standardize"] for agg in (ExactMoment(c, "mean"), ExactMoment(c, "std"))
+    ]
     aggs += [agg for c in wanted["minmax"] for agg in (Min(c), Max(c))]
     aggs += [Count(c, ignore_nulls=True, alias_name=f"count.{c}") for c in scaled]
     aggs += [Unique(c, alias_name=f"unique.{c}") for c in wanted["categorical"]]
@@ -736,7 +745,7 @@ def run(spec: StageSpec) -> dict[str, Any]:
             "fitted_at": datetime.now(UTC).isoformat(),
             "fitted_on": _fitted_on(item, params.fit_on if refit else "input", as_of, fit_rows),
             "fitted_with": {
-                "standardize": "ray.data.aggregate Mean, Std(ddof=0) (StandardScaler's fit)",
+                "standardize": "exact mean and population std (StandardScaler's fit, exactly rounded)",
                 "minmax": "ray.data.aggregate Min, Max (MinMaxScaler's fit)",
                 "categorical": "ray.data.aggregate.Unique",
             },
