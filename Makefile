@@ -59,6 +59,7 @@ bench: install
 	$(PY) bench/bench_shapes.py
 	$(PY) bench/bench_curate_engines.py
 	$(PY) bench/bench_log_streaming.py
+	$(PY) bench/bench_demo.py
 
 clean:
 	rm -rf .local build dist *.egg-info .pytest_cache .ruff_cache

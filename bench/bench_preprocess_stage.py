@@ -13,9 +13,12 @@ writes a fresh output table, so no run is skipped as already done.
     ``ray.data.preprocessors`` (StandardScaler, MinMaxScaler, OrdinalEncoder) fitted and applied
     in a plain Ray Data script, ``read_iceberg -> write_iceberg`` (issue 15's goal: the stage at
     least as fast as this).
+(d) the stage again, submitted directly with ``local_max_bytes: 0``: in Ray tasks, whatever the
+    input's size (as configured, an input whose data files total at most 32 MiB runs in the
+    job's driver).
 
 usage: python bench/bench_preprocess_stage.py [--rows 1000000] [--reps 3]
-Writes the figures into bench/RESULTS.md (section "Preprocess stage through the operator").
+Writes the figures into bench/RESULTS.md (section "Preprocess stage through the operator (issues 4, 15)").
 """
 
 from __future__ import annotations
@@ -42,7 +45,11 @@ sys.path.insert(0, str(HERE / "dags"))
 from bench_stage_dags import CONN, POLL_INTERVAL, PREPROCESS_PARAMS  # noqa: E402
 
 from bench.results import write_section  # noqa: E402
+from ray_operators.contract.params import DEFAULT_LOCAL_MAX_BYTES  # noqa: E402
 from tests.iceberg_helpers import catalog_properties, connection_env, open_catalog  # noqa: E402
+
+#: The stage forced into Ray tasks, whatever its input's size.
+SPREAD = {"local_max_bytes": 0}
 
 
 def make_input(root: Path, rows: int) -> int:
@@ -64,7 +71,7 @@ def make_input(root: Path, rows: int) -> int:
     return table.metadata.current_snapshot_id
 
 
-def direct(client, root: Path, snapshot: int, output: str) -> float:
+def direct(client, root: Path, snapshot: int, output: str, extra: dict | None = None) -> float:
     from ray_operators.contract.spec import StageSpec, TableInput
 
     started = time.perf_counter()
@@ -75,7 +82,7 @@ def direct(client, root: Path, snapshot: int, output: str) -> float:
         output_table=output,
         inputs=[TableInput(table="bench.raw", snapshot_id=snapshot)],
         run={"run_key": f"direct/{output}", "dag_id": "direct", "run_id": output, "task_id": "preprocess"},
-        params=PREPROCESS_PARAMS,
+        params={**PREPROCESS_PARAMS, **(extra or {})},
     )
     sid = client.submit_job(entrypoint=f"python -m ray_operators.jobs.run_stage --spec {spec.encode()}")
     while str(client.get_job_status(sid).value) not in ("SUCCEEDED", "FAILED", "STOPPED"):
@@ -136,18 +143,25 @@ def main() -> None:
         direct(client, root, snapshot, "bench.warm_direct")  # warm-up: worker start-up, file cache
         through_operator(dag, snapshot, "bench.warm_operator")
         plain(client, root, snapshot, "bench.warm_plain")
-        base, timed, script = [], [], []
+        direct(client, root, snapshot, "bench.warm_spread", SPREAD)
+        base, timed, script, spread = [], [], [], []
         for i in range(args.reps):  # interleaved, so drift hits all paths alike
             base.append(direct(client, root, snapshot, f"bench.direct_{i}"))
             timed.append(through_operator(dag, snapshot, f"bench.operator_{i}"))
             script.append(plain(client, root, snapshot, f"bench.plain_{i}"))
+            spread.append(direct(client, root, snapshot, f"bench.spread_{i}", SPREAD))
             print(
-                f"rep {i}: direct {base[-1]:.2f}s operator {timed[-1]:.2f}s plain {script[-1]:.2f}s",
+                f"rep {i}: direct {base[-1]:.2f}s operator {timed[-1]:.2f}s plain {script[-1]:.2f}s "
+                f"in Ray tasks {spread[-1]:.2f}s",
                 flush=True,
             )
+        size = sum(
+            t.file.file_size_in_bytes
+            for t in open_catalog(root, CONN).load_table("bench.raw").scan().plan_files()
+        )
         catalog = open_catalog(root, CONN)
         for i in range(args.reps):
-            for name in (f"bench.direct_{i}", f"bench.operator_{i}", f"bench.plain_{i}"):
+            for name in (f"bench.direct_{i}", f"bench.operator_{i}", f"bench.plain_{i}", f"bench.spread_{i}"):
                 rows = catalog.load_table(name).scan().to_arrow().num_rows
                 assert rows == args.rows, f"{name}: {rows} rows"
     finally:
@@ -156,6 +170,7 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
 
     d, a, pl = statistics.median(base), statistics.median(timed), statistics.median(script)
+    sp = statistics.median(spread)
     paired = statistics.median(t - b for t, b in zip(timed, base, strict=True))
     lines = [
         f"`python bench/bench_preprocess_stage.py --rows {args.rows} --reps {args.reps}`, "
@@ -171,11 +186,21 @@ def main() -> None:
         f"| job submitted directly (JobSubmissionClient) | {', '.join(f'{x:.2f}' for x in base)} | {d:.2f} |",
         f"| LakehouseStageOperator in `dag.test()`, deferrable | {', '.join(f'{x:.2f}' for x in timed)} | {a:.2f} |",
         f"| plain Ray Data script with `ray.data.preprocessors`, submitted directly | {', '.join(f'{x:.2f}' for x in script)} | {pl:.2f} |",
+        f"| the stage with `local_max_bytes: 0` (in Ray tasks), submitted directly | {', '.join(f'{x:.2f}' for x in spread)} | {sp:.2f} |",
+        "",
+        f"The input's data files total {size / 2**20:.1f} MiB: "
+        + (
+            "at most the default `local_max_bytes` (32 MiB), so the stage as configured runs in the job's "
+            "driver; the last row forces it into Ray tasks."
+            if size <= DEFAULT_LOCAL_MAX_BYTES
+            else "more than the default `local_max_bytes` (32 MiB), so the stage runs in Ray tasks."
+        ),
         "",
         f"Throughput: the stage (direct) {args.rows / d:,.0f} rows/s, the plain script {args.rows / pl:,.0f} "
         f"rows/s: **{pl / d:.2f}x** the plain script's rate (goal, issue 15: at least 1x: "
-        f"{'met' if pl / d >= 1 else 'not met'}). The stage also writes its fitted state, checks its run "
-        "key and records lineage; the plain script does none of that.",
+        f"{'met' if pl / d >= 1 else 'not met'}); in Ray tasks {args.rows / sp:,.0f} rows/s, "
+        f"**{pl / sp:.2f}x** the plain script's rate. The stage also writes its fitted state, checks its "
+        "run key and records lineage; the plain script does none of that.",
         "",
         f"Overhead of the operator: {a - d:+.2f} s between the medians ({(a - d) / d:+.1%}); median of "
         f"the paired differences (each operator run minus the direct run before it): {paired:+.2f} s.",

@@ -5,7 +5,7 @@ Reads ``bench.raw`` at the snapshot with ``read_iceberg``, runs the same user tr
 (``add_total``), fits and applies ``ray.data.preprocessors`` (``StandardScaler`` on x,
 ``MinMaxScaler`` on y, ``OrdinalEncoder`` on color: the stage's standardize, min-max and
 categorical built-ins) and appends the result with ``write_iceberg``: no run key, no state file,
-no exactly-once check. The bench creates the output table before it submits this job.
+no exactly-once check. The result is materialized before the write (see below). The bench creates the output table before it submits this job.
 """
 
 import json
@@ -24,6 +24,10 @@ ds = ray.data.read_iceberg(
 )
 ds = ds.map_batches(add_total, batch_format="pandas")
 chain = Chain(StandardScaler(columns=["x"]), MinMaxScaler(columns=["y"]), OrdinalEncoder(columns=["color"]))
-out = chain.fit_transform(ds)
+# Ray 2.60's write_iceberg evolves the table's schema from the first bundle that enters the
+# write operator; fused with the transforms, that bundle is the read's (color still a string),
+# and the union fails with "Cannot change column type: color: long -> string". Materializing
+# first hands the write the transformed blocks.
+out = chain.fit_transform(ds).materialize()
 out.write_iceberg(output, catalog_kwargs={"name": name, **properties})
 print(f"plain preprocess: {time.perf_counter() - started:.2f}s", flush=True)
