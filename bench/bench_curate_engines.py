@@ -23,13 +23,14 @@ The stage does its whole protocol all the same: every line is parsed and typed. 
 runs also report where their time goes (claim, marks, parse, the two commits), measured around
 the job's own functions.
 
-usage: python bench/bench_curate_engines.py [--lines 1000000] [--no-spark]
+usage: python bench/bench_curate_engines.py [--lines 1000000] [--reps 3] [--no-spark]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,8 @@ from bench.results import write_section  # noqa: E402
 from tests.iceberg_helpers import catalog_properties, open_catalog  # noqa: E402
 
 CATALOG = "bench_curate"
+#: The last commit before issue 15's curation work: the stage as it was when the issue was filed.
+BEFORE_ISSUE_15 = "462a01e"
 TITLE = "Curate engines: Spark, the Ray stage and a plain Ray Data script (issue 14)"
 CSV_COLUMNS = {
     **{f"f{i}": "double" for i in range(6)},
@@ -201,16 +204,74 @@ def _phases(phases: dict[str, dict[str, float]]) -> str:
 
 
 def warm_up(tmp: Path, root: Path) -> None:
-    """One small untimed run of each kind, so no timed run pays for starting Ray's workers."""
+    """One small untimed run of each kind (baselines included), so no timed run pays for starting
+    Ray's workers or their first imports."""
+    csv_files = sorted(str(p) for p in (tmp / "warm-csv").glob("*.csv"))
+    on_ray(root, tmp / "warm", "warm.logs")
+    on_ray(root, tmp / "warm-csv", "warm.csv", {"format": "csv", "schema": CSV_COLUMNS})
+    baseline(root, sorted(str(p) for p in (tmp / "warm").rglob("*.log")), "warm.logs_baseline", "json")
+    baseline(root, csv_files, "warm.csv_baseline", "csv")
+
+
+def before_issue_15(tmp: Path, root: Path, raw: Path, raw_csv: Path, reps: int) -> dict[str, list[float]]:
+    """The curate stage at :data:`BEFORE_ISSUE_15` (``git archive`` of its package), on the same
+    corpora, in a process of its own with the same Ray settings: ``reps`` runs of each corpus."""
+    import io
+    import json
+    import tarfile
+
+    source = tmp / "before-issue-15"
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", BEFORE_ISSUE_15, "ray_operators"],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        raise SystemExit(
+            f"git archive {BEFORE_ISSUE_15} failed (a shallow clone?): {archive.stderr.decode()}"
+        )
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(source, filter="data")
+    csv_params = {"format": "csv", "schema": CSV_COLUMNS}
+    warm = [
+        [str(tmp / "warm"), "warm.logs_before", {}],
+        [str(tmp / "warm-csv"), "warm.csv_before", csv_params],
+    ]
+    runs = []
+    for rep in range(reps):
+        runs += [
+            [str(raw), f"logs.before_{rep}", {}],
+            [str(raw_csv), f"curated.csv_before_{rep}", csv_params],
+        ]
+    request = {
+        "catalog_name": CATALOG,
+        "catalog_properties": catalog_properties(root),
+        "warm": warm,
+        "runs": runs,
+    }
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "jobs" / "curate_before.py"), str(source), json.dumps(request)],
+        cwd=source,
+        env={**os.environ, "PYTHONPATH": str(source)},
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the curate stage before issue 15 failed (exit {done.returncode})")
+    seconds = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+    return {"logs before": seconds[0::2], "csv before": seconds[1::2]}
+
+
+def make_warm_corpora(tmp: Path) -> list[str]:
+    """Small corpora for untimed warm-up runs; the CSV files' paths."""
     from ray_operators.devstack.demo_data import generate_spark_logs
 
     generate_spark_logs(tmp / "warm", apps=1, lines_per_file=1000, malformed_fraction=0.0)
-    csv_corpus(tmp / "warm-csv", 4000, files=4)
-    on_ray(root, tmp / "warm", "warm.logs")
-    on_ray(root, tmp / "warm-csv", "warm.csv", {"format": "csv", "schema": CSV_COLUMNS})
+    return csv_corpus(tmp / "warm-csv", 4000, files=4)[0]
 
 
-def run_all(tmp: Path, lines: int, spark: bool) -> dict:
+def run_all(tmp: Path, lines: int, spark: bool, reps: int) -> dict:
     import ray
 
     load = os.getloadavg()[0]
@@ -221,32 +282,58 @@ def run_all(tmp: Path, lines: int, spark: bool) -> dict:
     facts = {"logs": logs, "files": len(files), "size": sum(os.path.getsize(f) for f in files)}
     facts.update(rows=rows, csv_files=len(csv_files), csv_size=sum(os.path.getsize(f) for f in csv_files))
     print(f"corpora: {facts}", flush=True)
+    make_warm_corpora(tmp)
     times, phases = {}, {}
     if spark:
         times["spark"] = on_spark(root, raw)
         print(f"spark: {times['spark']:.1f}s", flush=True)
+    before = before_issue_15(tmp, root, raw, raw_csv, reps)
     csv_params = {"format": "csv", "schema": CSV_COLUMNS}
+    runs = {
+        key: [] for key in ("logs fast", "logs row", "csv fast", "csv row", "logs baseline", "csv baseline")
+    }
+    all_phases: dict[str, list[dict[str, float]]] = {key: [] for key in runs}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         warm_up(tmp, root)
-        for key, path, output, params in (
-            ("logs fast", raw, "logs.by_ray", {}),
-            ("logs row", raw, "logs.by_ray_rows", {"fast_path": False}),
-            ("csv fast", raw_csv, "curated.csv_fast", csv_params),
-            ("csv row", raw_csv, "curated.csv_rows", {**csv_params, "fast_path": False}),
-        ):
-            times[key], phases[key] = on_ray(root, path, output, params)
-            print(f"{key}: {times[key]:.1f}s {phases[key]}", flush=True)
-        times["logs baseline"] = baseline(root, files, "logs.baseline", "json")
-        times["csv baseline"] = baseline(root, csv_files, "curated.csv_baseline", "csv")
-        print(f"baselines: {times['logs baseline']:.1f}s, {times['csv baseline']:.1f}s", flush=True)
+        # Interleaved repetitions, medians reported: one slow run (another process's burst on
+        # 2 cores) cannot decide a ratio.
+        for rep in range(reps):
+            for key, path, output, params in (
+                ("logs fast", raw, "logs.by_ray", {}),
+                ("logs row", raw, "logs.by_ray_rows", {"fast_path": False}),
+                ("csv fast", raw_csv, "curated.csv_fast", csv_params),
+                ("csv row", raw_csv, "curated.csv_rows", {**csv_params, "fast_path": False}),
+            ):
+                secs, phase = on_ray(root, path, f"{output}_{rep}", params)
+                runs[key].append(secs)
+                all_phases[key].append(phase)
+                print(f"{key} #{rep}: {secs:.1f}s {phase}", flush=True)
+            runs["logs baseline"].append(baseline(root, files, f"logs.baseline_{rep}", "json"))
+            runs["csv baseline"].append(baseline(root, csv_files, f"curated.csv_baseline_{rep}", "csv"))
+            print(
+                f"baselines #{rep}: {runs['logs baseline'][-1]:.1f}s, {runs['csv baseline'][-1]:.1f}s",
+                flush=True,
+            )
     finally:
         ray.shutdown()
-    log_tables = ["logs.by_ray", "logs.by_ray_rows", "logs.baseline", *(["logs.by_spark"] if spark else [])]
-    counted = _count(root, log_tables + ["curated.csv_fast", "curated.csv_rows", "curated.csv_baseline"])
+    runs.update(before)
+    times.update({key: statistics.median(secs) for key, secs in runs.items()})
+    for key in ("logs fast", "logs row", "csv fast", "csv row"):
+        phases[key] = {n: statistics.median(p[n] for p in all_phases[key]) for n in all_phases[key][0]}
+    log_tables = [
+        f"logs.{t}_{rep}" for t in ("by_ray", "by_ray_rows", "baseline", "before") for rep in range(reps)
+    ]
+    log_tables += ["logs.by_spark"] if spark else []
+    csv_tables = [
+        f"curated.{t}_{rep}" for t in ("csv_fast", "csv_rows", "csv_baseline") for rep in range(reps)
+    ]
+    counted = _count(root, log_tables + csv_tables)
     expected = {t: logs if t.startswith("logs") else rows for t in counted}
     if counted != expected:
         raise SystemExit(f"the runs wrote different row counts: {counted} (expected {expected})")
+    facts["reps"] = reps
+    facts["runs"] = runs
     facts["load"] = (load, os.getloadavg()[0])
     return {"facts": facts, "times": times, "phases": phases}
 
@@ -254,6 +341,7 @@ def run_all(tmp: Path, lines: int, spark: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--reps", type=int, default=3, help="runs of each Ray and baseline kind (medians)")
     parser.add_argument("--no-spark", action="store_true", help="skip the Spark run (no section written)")
     args = parser.parse_args()
     from ray_operators.spark.runtime import missing
@@ -261,7 +349,7 @@ def main() -> None:
     if not args.no_spark and (problem := missing()):
         raise SystemExit(f"Spark cannot run here: {problem}")
     with tempfile.TemporaryDirectory(prefix="bench-curate-") as tmp:
-        got = run_all(Path(tmp), args.lines, spark=not args.no_spark)
+        got = run_all(Path(tmp), args.lines, spark=not args.no_spark, reps=args.reps)
     print(got, flush=True)
     if not args.no_spark:
         write_section(TITLE, report(got))
@@ -274,20 +362,34 @@ def report(got: dict) -> str:
         _row("Spark curate (spark-submit, local[2])", t["spark"], logs, t["logs baseline"]),
         _row("Ray curate stage, fast path", t["logs fast"], logs, t["logs baseline"]),
         _row("Ray curate stage, row path (`fast_path: false`)", t["logs row"], logs, t["logs baseline"]),
+        _row(
+            f"Ray curate stage before issue 15 ({BEFORE_ISSUE_15})",
+            t["logs before"],
+            logs,
+            t["logs baseline"],
+        ),
         _row("Baseline: read_json -> write_iceberg", t["logs baseline"], logs, t["logs baseline"]),
     ]
     csv_rows = [
         _row("Ray curate stage, fast path", t["csv fast"], rows, t["csv baseline"]),
         _row("Ray curate stage, row path (`fast_path: false`)", t["csv row"], rows, t["csv baseline"]),
+        _row(
+            f"Ray curate stage before issue 15 ({BEFORE_ISSUE_15})", t["csv before"], rows, t["csv baseline"]
+        ),
         _row("Baseline: read_csv -> write_iceberg", t["csv baseline"], rows, t["csv baseline"]),
     ]
     head = "| run | seconds | lines/s | speed vs baseline |\n|---|---:|---:|---:|"
     goals = "\n".join(
-        f"| {name} | {t[f'{k} row'] / t[f'{k} fast']:.1f} (goal >= 5) | "
-        f"{t[f'{k} baseline'] / t[f'{k} fast']:.2f} (goal >= 1) |"
+        f"| {name} | {t[f'{k} before'] / t[f'{k} fast']:.1f} (goal >= 5) | "
+        f"{t[f'{k} baseline'] / t[f'{k} fast']:.2f} (goal >= 1) | {t[f'{k} row'] / t[f'{k} fast']:.1f} |"
         for name, k in (("Spark-log JSON lines", "logs"), ("CSV", "csv"))
     )
-    return f"""Script: `bench/bench_curate_engines.py`, one run. Two corpora: {logs:,} Spark-log lines (JSON, nested
+    runs = "\n".join(
+        f"| {key} | {', '.join(f'{x:.1f}' for x in secs)} | {statistics.median(secs):.1f} |"
+        for key, secs in facts["runs"].items()
+    )
+    return f"""Script: `bench/bench_curate_engines.py --reps {facts["reps"]}`: the Spark run once, the stage before issue 15
+{facts["reps"]} times per corpus, then {facts["reps"]} interleaved rounds of today's Ray stage's four runs and the two baselines; the tables give medians. Two corpora: {logs:,} Spark-log lines (JSON, nested
 Kubernetes labels) in {facts["files"]} files ({facts["size"] / 1e6:.0f} MB), and {rows:,} CSV rows (row id, label, six
 doubles, an ISO timestamp, a quoted string) in {facts["csv_files"]} files ({facts["csv_size"] / 1e6:.0f} MB); no malformed
 lines (the baselines have no quarantine). Each run writes its own table of one sqlite SqlCatalog with a
@@ -307,18 +409,27 @@ CSV:
 
 Issue 15's goals ("curation throughput"), measured in this run:
 
-| corpus | fast path / row path | fast path / baseline |
-|---|---:|---:|
+| corpus | lines/s, fast path over the stage before issue 15 | fast path over the baseline | fast path over the row path |
+|---|---:|---:|---:|
 {goals}
 
-The row path is the stage with `fast_path: false`: every line through the row parser, in the same
-single-pass job (one parse in Ray tasks, the commits from its Arrow tables), so it is already faster
-than the stage before issue 15 (26,517 lines/s on the same Spark-log corpus, issue 14's figure).
+"Before issue 15" is the curate stage at commit {BEFORE_ISSUE_15} (the last before this issue's curation
+work), taken with `git archive` and run on the same corpora in a process of its own, with the same Ray
+settings and its own untimed warm-up, before the other Ray runs: the stage as it was when the issue
+asked for 5x its rate. The row path is today's stage with `fast_path: false`: every line through the
+row parser, but in the single-pass job (one parse in Ray tasks, the commits from its Arrow tables),
+so it is itself faster than the stage before issue 15.
 
 Where the Ray stage's time goes (seconds; measured around the job's own functions; "other" is
 the rest: discovery, the Ray driver's bookkeeping):
 
 {_phases(got["phases"])}
+
+Every run (seconds; each kind's runs in the order they ran):
+
+| run | runs | median |
+|---|---|---:|
+{runs}
 
 What each run does: the two engines parse every line (the Ray fast path with pyarrow's JSON and CSV
 readers and `pyarrow.compute` casts, handing the row parser only what it cannot vouch for), type it,
