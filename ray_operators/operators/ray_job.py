@@ -26,6 +26,7 @@ from ray_operators._log_stream import LogTailThread
 from ray_operators.contract.result import SUBMISSION_ID_ENV, parse_result
 from ray_operators.hooks.ray import ACTIVE_STATES, TERMINAL_STATES, RayAuthError, RayJobsError, RayJobsHook
 from ray_operators.links.ray import RAY_JOB_URL_XCOM_KEY, RayJobLink
+from ray_operators.triggers._resume import not_before_from_now
 from ray_operators.triggers.ray_job import MAX_CONSECUTIVE_ERRORS, STOP_GRACE_SECONDS, RayJobTrigger
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 #: Extra time the triggerer gives a trigger past the job deadline before failing the task itself.
 DEFER_TIMEOUT_MARGIN = timedelta(seconds=120)
+#: A deferrable task watches its job in the worker this long before it defers.
+DEFAULT_WAIT_BEFORE_DEFER_S = 10.0
 
 
 class RayJobOperator(ResumableJobMixin, BaseOperator):
@@ -62,6 +65,11 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
     :param entrypoint_resources: custom resources reserved for the driver (templated).
     :param metadata: string metadata attached to the job, next to the Airflow identity (templated).
     :param deferrable: wait in the triggerer instead of holding a worker slot (default True).
+    :param wait_before_defer: deferrable only: seconds to watch the job in the worker before
+        deferring (default 10; 0 defers at once). A job done by then never defers, so it pays no
+        triggerer round trip; a longer one hands its log over at the offset shown. A deferred
+        task resumes no sooner than 10 s after it deferred: Airflow 3.3 fails a task resumed
+        sooner (see :mod:`ray_operators.triggers._resume`).
     :param wait_for_completion: wait for the job to finish (default True); when False the task
         returns right after submission with the job's current status.
     :param poll_interval: seconds between status polls (default 2); in a job's first 5 s the
@@ -106,6 +114,7 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
         entrypoint_resources: dict[str, float] | None = None,
         metadata: dict[str, str] | None = None,
         deferrable: bool = True,
+        wait_before_defer: float = DEFAULT_WAIT_BEFORE_DEFER_S,
         wait_for_completion: bool = True,
         poll_interval: float = 2.0,
         job_timeout: float | timedelta | None = None,
@@ -122,6 +131,9 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
         self.entrypoint_resources = entrypoint_resources
         self.metadata = metadata
         self.deferrable = deferrable
+        if wait_before_defer < 0:
+            raise ValueError(f"{self.task_id}: wait_before_defer must be >= 0, got {wait_before_defer}")
+        self.wait_before_defer = float(wait_before_defer)
         self.wait_for_completion = wait_for_completion
         if poll_interval <= 0:
             raise ValueError(f"{self.task_id}: poll_interval must be positive, got {poll_interval}")
@@ -242,6 +254,12 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
             self._final = build_result(info, "", self.hook.job_url(submission_id))
             return self._final
         deadline = self._deadline(info)
+        if self.deferrable and info["status"] not in TERMINAL_STATES and self.wait_before_defer > 0:
+            # A quick job ends here, in the worker; a longer one is handed to the trigger below.
+            until = time.monotonic() + self.wait_before_defer
+            if self._watch_in_worker(submission_id, info, deadline, until=until) is not None:
+                return self._finish(submission_id, context)
+            self._follower = None  # the trigger follows the log from the offset shown
         if self.deferrable and info["status"] not in TERMINAL_STATES:
             timeout = None
             if deadline is not None:
@@ -255,6 +273,7 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
                     deadline=deadline,
                     stream_logs=self.stream_logs,
                     result_ends_log=self.result_ends_log,
+                    not_before=not_before_from_now(),
                 ),
                 method_name="execute_complete",
                 timeout=timeout,
@@ -265,6 +284,15 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
         self, submission_id: str, info: dict[str, Any], deadline: float | None, context: Context
     ) -> dict[str, Any]:
         """Poll until the job is terminal, showing its log as it comes; then finish."""
+        self._watch_in_worker(submission_id, info, deadline)
+        return self._finish(submission_id, context)
+
+    def _watch_in_worker(
+        self, submission_id: str, info: dict[str, Any], deadline: float | None, *, until: float | None = None
+    ) -> dict[str, Any] | None:
+        """Poll until the job is terminal (its info, its log shown to the end), or until ``until``
+        (monotonic seconds) passes with the job still active (None; its log shown up to
+        ``self._log_offset``)."""
         tail = self._start_log_tail(submission_id) if self.stream_logs else None
         delays = poll_delays(self.poll_interval)
         try:
@@ -275,6 +303,8 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
                         f"Ray job {submission_id} ran past job_timeout={self.job_timeout}s; it was stopped "
                         f"(status {status})"
                     )
+                if until is not None and time.monotonic() >= until:
+                    return None
                 self._follow_logs(submission_id, tail, next(delays))
                 info = self._poll_info(submission_id)
                 if info["status"] == "MISSING":
@@ -283,7 +313,7 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
         finally:
             if tail is not None:
                 tail.stop()
-        return self._finish(submission_id, context)
+        return info
 
     def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
         if self._final is not None and self._final["submission_id"] == str(external_id):

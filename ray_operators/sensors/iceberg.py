@@ -21,6 +21,7 @@ from ray_operators.iceberg_snapshots import (
     normalize_operations,
     parse_table_name,
 )
+from ray_operators.triggers._resume import not_before_from_now
 from ray_operators.triggers.iceberg import IcebergSnapshotTrigger
 
 if TYPE_CHECKING:
@@ -191,6 +192,7 @@ class IcebergSnapshotSensor(BaseSensorOperator):
                 since_sequence_number=cursor.sequence_number if cursor else None,
                 since_timestamp_ms=cursor.timestamp_ms if cursor else None,
                 emit_on_start=cursor is None or cursor.snapshot_id is None,
+                not_before=not_before_from_now(),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) if self.timeout else None,

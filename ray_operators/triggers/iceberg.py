@@ -20,6 +20,7 @@ from ray_operators.iceberg_snapshots import (
     normalize_operations,
     parse_table_name,
 )
+from ray_operators.triggers._resume import hold_until
 
 #: Consecutive transient catalog errors tolerated before the trigger gives up.
 MAX_TRANSIENT_ERRORS = 20
@@ -60,6 +61,8 @@ class IcebergSnapshotTrigger(BaseEventTrigger):
     :param since_snapshot_id: report what came after this snapshot (ignored once a stored cursor exists).
     :param emit_on_start: when there is no cursor and no ``since_snapshot_id``, report the whole
         existing history at start (default False: a fresh watcher only reports what comes next).
+    :param not_before: epoch seconds before which no event is yielded: the deferred sensor's
+        (see :mod:`ray_operators.triggers._resume`); None for an AssetWatcher.
     """
 
     def __init__(
@@ -76,9 +79,11 @@ class IcebergSnapshotTrigger(BaseEventTrigger):
         emit_on_start: bool = False,
         since_sequence_number: int | None = None,
         since_timestamp_ms: int | None = None,
+        not_before: float | None = None,
     ) -> None:
         super().__init__()
         parse_table_name(table)
+        self.not_before = float(not_before) if not_before is not None else None
         self.table = table
         self.iceberg_conn_id = iceberg_conn_id
         self.branch = branch
@@ -110,6 +115,7 @@ class IcebergSnapshotTrigger(BaseEventTrigger):
                 "emit_on_start": self.emit_on_start,
                 "since_sequence_number": self.since_sequence_number,
                 "since_timestamp_ms": self.since_timestamp_ms,
+                "not_before": self.not_before,
             },
         )
 
@@ -220,6 +226,7 @@ class IcebergSnapshotTrigger(BaseEventTrigger):
                     event = self._event_for(delta)
                     cursor = delta.head
                     if event is not None:
+                        await hold_until(self.not_before)
                         yield event
                         unsaved = cursor
                     else:

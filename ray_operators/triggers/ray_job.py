@@ -19,6 +19,7 @@ from ray_operators.hooks.ray import (
     RayJobsError,
     RayJobsHook,
 )
+from ray_operators.triggers._resume import hold_until
 
 #: Consecutive failed polls (network blips, a restarting dashboard) tolerated before giving up.
 MAX_CONSECUTIVE_ERRORS = 10
@@ -53,6 +54,8 @@ class RayJobTrigger(BaseTrigger):
     :param stream_logs: copy the driver log into the task log.
     :param result_ends_log: the job's last output is its result line (see
         :class:`~ray_operators._log_stream.JobLogStream`).
+    :param not_before: epoch seconds before which the event is held (see
+        :mod:`ray_operators.triggers._resume`: Airflow 3.3 fails a task resumed too soon).
     """
 
     def __init__(
@@ -65,9 +68,11 @@ class RayJobTrigger(BaseTrigger):
         deadline: float | None = None,
         stream_logs: bool = True,
         result_ends_log: bool = False,
+        not_before: float | None = None,
     ) -> None:
         super().__init__()
         self.result_ends_log = bool(result_ends_log)
+        self.not_before = float(not_before) if not_before is not None else None
         self.submission_id = submission_id
         self.ray_conn_id = ray_conn_id
         self.poll_interval = float(poll_interval)
@@ -87,6 +92,7 @@ class RayJobTrigger(BaseTrigger):
                 "deadline": self.deadline,
                 "stream_logs": self.stream_logs,
                 "result_ends_log": self.result_ends_log,
+                "not_before": self.not_before,
             },
         )
 
@@ -111,7 +117,9 @@ class RayJobTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # All the work (and the socket's closing) happens before the event is yielded.
-        yield await self._wait()
+        event = await self._wait()
+        await hold_until(self.not_before)
+        yield event
 
     async def _wait(self) -> TriggerEvent:
         try:

@@ -39,14 +39,32 @@ class HandoffRayJobOperator(RayJobOperator):
         return super().poll_until_complete(external_id, context)
 
 
+# "deferrable" defers at once (wait_before_defer=0): these DAGs test the trigger's path.
 for mode, deferrable in (("deferrable", True), ("sync", False)):
     with DAG(f"ray_many_lines_{mode}", schedule=None, start_date=START, catchup=False):
         RayJobOperator(
-            task_id="count", entrypoint=many_lines(LINES), deferrable=deferrable, poll_interval=0.5
+            task_id="count",
+            entrypoint=many_lines(LINES),
+            deferrable=deferrable,
+            wait_before_defer=0,
+            poll_interval=0.5,
         )
+
+# The default wait_before_defer: a quick job ends in the worker, a longer one is handed over.
+with DAG("ray_quick_deferrable", schedule=None, start_date=START, catchup=False):
+    RayJobOperator(task_id="count", entrypoint=many_lines(2_000), deferrable=True, poll_interval=0.5)
+with DAG("ray_many_lines_wait_then_defer", schedule=None, start_date=START, catchup=False):
+    # The job pauses mid-log longer than the worker watches it.
+    RayJobOperator(
+        task_id="count", entrypoint=many_lines(LINES, 20_000, 15.0), deferrable=True, poll_interval=0.5
+    )
 
 with DAG("ray_many_lines_handoff", schedule=None, start_date=START, catchup=False):
     # The job pauses mid-log, so it is still running when the worker defers.
     HandoffRayJobOperator(
-        task_id="count", entrypoint=many_lines(LINES, 20_000, 8.0), deferrable=True, poll_interval=0.5
+        task_id="count",
+        entrypoint=many_lines(LINES, 20_000, 8.0),
+        deferrable=True,
+        wait_before_defer=0,
+        poll_interval=0.5,
     )

@@ -134,6 +134,35 @@ def test_worker_hands_over_mid_log_and_the_trigger_goes_on_from_the_offset(
     assert whole_log_downloads == _downloads_expected(streamed_at_end)
 
 
+def test_a_quick_deferrable_job_ends_in_the_worker_without_a_trigger(env, capfd, triggers):
+    """Default wait_before_defer: a job done within it never defers (no triggerer round trip, and
+    nothing for Airflow 3.3's resume race to catch)."""
+    run = run_dag("ray_quick_deferrable")
+    out, err = capfd.readouterr()
+
+    assert run.state == "success"
+    assert triggers == []
+    assert _numbers(out + err) == list(range(2_000))
+    assert xcoms("ray_quick_deferrable", run.run_id)["return_value"]["result"] == {"lines": 2_000}
+
+
+def test_a_longer_job_is_watched_then_handed_to_a_trigger_that_holds_its_event(env, capfd, triggers):
+    """The worker shows the log for wait_before_defer seconds, then defers from that offset; the
+    trigger may not fire sooner than RESUME_NOT_BEFORE_S after the deferral."""
+    from ray_operators.triggers._resume import RESUME_NOT_BEFORE_S
+
+    deferred_after = time.time()
+    run = run_dag("ray_many_lines_wait_then_defer")
+    out, err = capfd.readouterr()
+
+    assert run.state == "success"
+    assert triggers, "the job outlived the worker's watch: it should have deferred"
+    first = triggers[0]
+    assert first["log_offset"] > 0  # the worker had shown the first part
+    assert first["not_before"] >= deferred_after + RESUME_NOT_BEFORE_S
+    assert _numbers(out + err) == list(range(LINES)), "a line was lost or repeated across the handoff"
+
+
 def test_trigger_resumes_from_an_offset_with_the_proxy_auth_header(
     env, hook, monkeypatch, whole_log_downloads
 ):

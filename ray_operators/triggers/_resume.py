@@ -1,0 +1,32 @@
+"""When a deferred task may be resumed: the one rule both of our triggers follow.
+
+Airflow 3.3's scheduler fails a deferred task whose trigger fired before the scheduler processed
+the executor's "success" for the deferring worker's exit: by the time that stale event arrives,
+the resumed try is already queued or running, and the scheduler takes it for a task killed
+outside Airflow (apache/airflow#67287, #72716; only the "scheduled" case is handled in 3.3.2).
+Seen here with the real scheduler on 2 busy cores: the stale event came 5 s after the deferral.
+So the operators set ``not_before`` when they defer, and a trigger holds its event until then.
+Quick jobs never pay for it: ``RayJobOperator`` watches a job in the worker for a few seconds
+before it defers (``wait_before_defer``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+#: Seconds after a task defers before its trigger may fire.
+RESUME_NOT_BEFORE_S = 10.0
+
+
+def not_before_from_now() -> float:
+    """The ``not_before`` (epoch seconds) of a trigger created now."""
+    return time.time() + RESUME_NOT_BEFORE_S
+
+
+async def hold_until(not_before: float | None) -> None:
+    """Sleep until ``not_before`` (epoch seconds; None or past: return at once)."""
+    if not_before is not None:
+        delay = float(not_before) - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)

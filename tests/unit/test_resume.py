@@ -1,0 +1,72 @@
+"""A deferred task's trigger holds its event until ``not_before`` (ray_operators.triggers._resume):
+Airflow 3.3 fails a task resumed before the scheduler saw its deferring worker exit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from ray_operators.triggers import _resume
+from ray_operators.triggers.ray_job import RayJobTrigger
+
+
+@pytest.fixture
+def slept(monkeypatch):
+    """The delays asked of asyncio.sleep (returning at once)."""
+    delays: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recording(delay, *args, **kwargs):
+        delays.append(delay)
+        await real_sleep(0)
+
+    monkeypatch.setattr(_resume.asyncio, "sleep", recording)
+    return delays
+
+
+def test_hold_until_sleeps_only_for_what_is_left(slept):
+    asyncio.run(_resume.hold_until(None))
+    asyncio.run(_resume.hold_until(time.time() - 5))
+    assert slept == []
+    asyncio.run(_resume.hold_until(time.time() + 7))
+    assert len(slept) == 1 and 6 < slept[0] <= 7
+
+
+def test_the_ray_job_trigger_yields_its_event_no_sooner_than_not_before(slept, monkeypatch):
+    not_before = time.time() + _resume.RESUME_NOT_BEFORE_S
+    trigger = RayJobTrigger(submission_id="raysubmit_1", not_before=not_before)
+    # Serialized with it: a triggerer restart keeps the deferral's clock, not its own.
+    assert trigger.serialize()[1]["not_before"] == not_before
+    assert RayJobTrigger(**trigger.serialize()[1]).not_before == not_before
+
+    async def done_at_once():
+        return trigger._event("SUCCEEDED")
+
+    monkeypatch.setattr(trigger, "_wait", done_at_once)
+
+    async def first_event():
+        return [event async for event in trigger.run()]
+
+    (event,) = asyncio.run(first_event())
+    assert event.payload["status"] == "SUCCEEDED"
+    assert len(slept) == 1 and _resume.RESUME_NOT_BEFORE_S - 1 < slept[0] <= _resume.RESUME_NOT_BEFORE_S
+
+
+def test_the_deferring_sensor_sets_not_before_and_its_trigger_serializes_it():
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from ray_operators.sensors.iceberg import IcebergSnapshotSensor
+
+    sensor = IcebergSnapshotSensor(task_id="wait", table="db.events", deferrable=True)
+    before = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor._defer({}, None)
+    trigger = deferred.value.trigger
+    assert (
+        before + _resume.RESUME_NOT_BEFORE_S
+        <= trigger.not_before
+        <= time.time() + _resume.RESUME_NOT_BEFORE_S
+    )
+    assert trigger.serialize()[1]["not_before"] == trigger.not_before
