@@ -18,6 +18,7 @@ def isolated_airflow_home(prefix: str) -> str:
         {
             "AIRFLOW_HOME": home,
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
             "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
             "RAY_USAGE_STATS_ENABLED": "0",

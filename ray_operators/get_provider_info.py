@@ -34,6 +34,31 @@ RAY_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     },
 }
 
+#: The ``ray`` connection form's extra fields (Airflow 3.2+ ``conn-fields``: stored in the
+#: connection's extra under these names, which :class:`~ray_operators.hooks.ray.RayConnectionConfig`
+#: reads). ``headers``, ``cookies`` and ``metadata`` (JSON objects) stay in the raw extra.
+RAY_CONN_FIELDS: dict[str, Any] = {
+    "dashboard_url": {
+        "label": "Dashboard URL for browsers",
+        "description": "The Ray dashboard's address as users open it, when it differs from the API address",
+        "schema": {"type": ["string", "null"]},
+    },
+    "auth_header": {
+        "label": "Auth header",
+        "description": "Where the token goes: authorization (Ray's token auth) or x-ray-authorization",
+        "schema": {"type": ["string", "null"], "enum": ["authorization", "x-ray-authorization", None]},
+    },
+    "verify": {
+        "label": "Verify TLS certificates",
+        "schema": {"type": ["boolean", "null"], "default": True},
+    },
+    "request_timeout": {
+        "label": "Request timeout (s)",
+        "description": "Seconds one Jobs API request may take",
+        "schema": {"type": ["number", "null"], "default": 30.0},
+    },
+}
+
 
 def get_provider_info() -> dict[str, Any]:
     return {
@@ -69,6 +94,15 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-name": "Ray",
                 "connection-type": "ray",
                 "ui-field-behaviour": RAY_UI_FIELD_BEHAVIOUR,
+                "conn-fields": RAY_CONN_FIELDS,
+            }
+        ],
+        "asset-uris": [
+            {
+                "schemes": ["iceberg"],
+                "handler": "ray_operators.assets.sanitize_uri",
+                "factory": "ray_operators.assets.create_asset",
+                "to_openlineage_converter": "ray_operators.assets.convert_asset_to_openlineage",
             }
         ],
         "extra-links": ["ray_operators.links.ray.RayJobLink"],

@@ -26,6 +26,7 @@ os.environ.update(
     {
         "AIRFLOW_HOME": _AIRFLOW_HOME,
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
         "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",

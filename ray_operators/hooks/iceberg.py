@@ -59,6 +59,18 @@ def build_catalog(iceberg_conn_id: str) -> Catalog:
         raise
 
 
+def all_catalog_properties(iceberg_conn_id: str) -> dict[str, str]:
+    """Every catalog property of an ``iceberg`` connection, secrets included (for local use only)."""
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(iceberg_conn_id)
+    props = {str(k): str(v) for k, v in (conn.extra_dejson or {}).items()}
+    if conn.host:
+        props["uri"] = conn.host.rstrip("/")
+    props.setdefault("type", "rest")
+    return props
+
+
 class TableWatch:
     """One table, loaded once and refreshed cheaply on every poll.
 

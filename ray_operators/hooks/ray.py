@@ -34,7 +34,7 @@ from ray_operators.get_provider_info import RAY_UI_FIELD_BEHAVIOUR
 
 if TYPE_CHECKING:
     import aiohttp
-    from airflow.models import Connection
+    from airflow.sdk import Connection
     from ray.job_submission import JobSubmissionClient
 
 #: Ray job states in which the job may still do work.
@@ -112,12 +112,14 @@ class RayConnectionConfig:
                 raise RayJobsError(f"Connection {conn_id!r}: extra.{name} must be a JSON object")
             return {str(k): str(v) for k, v in value.items()}
 
-        auth_header = str(extra.get("auth_header", "authorization")).lower()
+        # Empty form fields (conn-fields) arrive as null or "": the defaults apply.
+        auth_header = str(extra.get("auth_header") or "authorization").lower()
         if auth_header not in AUTH_HEADERS:
             raise RayJobsError(
                 f"Connection {conn_id!r}: extra.auth_header must be one of {', '.join(AUTH_HEADERS)}"
             )
-        verify = extra.get("verify", True)
+        verify = extra.get("verify")
+        verify = True if verify in (None, "") else verify
         if isinstance(verify, str) and verify.lower() in ("true", "false"):
             verify = verify.lower() == "true"
         return cls(
@@ -129,7 +131,7 @@ class RayConnectionConfig:
             metadata=_object("metadata"),
             verify=verify,
             dashboard_url=(extra.get("dashboard_url") or None),
-            request_timeout=float(extra.get("request_timeout", 30.0)),
+            request_timeout=float(extra.get("request_timeout") or 30.0),
         )
 
     def request_headers(self) -> dict[str, str]:

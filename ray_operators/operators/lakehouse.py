@@ -7,24 +7,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ray_operators.assets import iceberg_asset
+from ray_operators.hooks.iceberg import all_catalog_properties
 from ray_operators.operators.ray_job import RayJobOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 log = logging.getLogger(__name__)
-
-
-def all_catalog_properties(iceberg_conn_id: str) -> dict[str, str]:
-    """Every catalog property of an ``iceberg`` connection, secrets included (for local use only)."""
-    from airflow.sdk import BaseHook
-
-    conn = BaseHook.get_connection(iceberg_conn_id)
-    props = {str(k): str(v) for k, v in (conn.extra_dejson or {}).items()}
-    if conn.host:
-        props["uri"] = conn.host.rstrip("/")
-    props.setdefault("type", "rest")
-    return props
 
 
 def catalog_properties(iceberg_conn_id: str) -> dict[str, str]:
@@ -208,6 +197,7 @@ class LakehouseStageOperator(RayJobOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from ray_operators.contract.spec import StageSpec
 
+        self.remember_for_lineage()
         spec = StageSpec.from_json(self.build_spec(context))
         self.entrypoint = f"python -m ray_operators.jobs.run_stage --spec {spec.encode()}"
         if self.ship_package:
@@ -247,6 +237,86 @@ class LakehouseStageOperator(RayJobOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         return self._record(context, super().execute_complete(context, event))
+
+    # ---- OpenLineage ---------------------------------------------------------------------------
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """What the stage read (each input table at the snapshot it pinned, or a curation's raw
+        roots) and wrote (the output table, and curation's quarantine, at the
+        snapshots committed), with the Ray job, run key and fitted state as the run's facet."""
+        return self._stage_lineage(self._final)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """The same datasets, without output versions (a failed stage commits nothing), and the
+        failed Ray job."""
+        return self._stage_lineage(None)
+
+    def stage_spec(self) -> Any | None:
+        """The spec this task's job ran, from its entrypoint (this process's, or Ray's record of
+        the job when the task resumed after deferring); None when nothing was submitted."""
+        from ray_operators.contract.spec import StageSpec
+
+        for entrypoint in (
+            self.entrypoint,
+            (self.ended_job_info() if self._submission_id else {}).get("entrypoint"),
+        ):
+            words = str(entrypoint or "").split()
+            if "--spec" in words[:-1]:
+                try:
+                    return StageSpec.decode(words[words.index("--spec") + 1])
+                except Exception:  # not ours: ignore
+                    continue
+        return None
+
+    def remember_for_lineage(self) -> None:
+        """Read, in the task's own process, what lineage needs later from connections (the
+        listener builds events in a forked child, which must not call the task's supervisor)."""
+        super().remember_for_lineage()
+        if getattr(self, "_lineage_catalog", None) is not None:
+            return
+        try:
+            self._lineage_catalog = all_catalog_properties(self.iceberg_conn_id)
+        except Exception as err:  # lineage never fails a task; the stage itself reports the problem
+            self.log.info("Iceberg connection %s for lineage: %s", self.iceberg_conn_id, err)
+
+    def _stage_lineage(self, value: dict[str, Any] | None) -> Any:
+        from ray_operators.lineage.openlineage import (
+            iceberg_dataset,
+            lineage,
+            location_dataset,
+            open_catalog,
+            pinned_versions,
+        )
+
+        spec = self.stage_spec()
+        result = (value or {}).get("result") or {}
+        catalog = open_catalog(self.iceberg_conn_id, getattr(self, "_lineage_catalog", None))
+        if spec is not None:
+            read = [dict(i.__dict__) for i in spec.inputs]
+            raw = [str(p) for p in spec.raw_paths]
+        else:  # failed before submitting: what the task was given, where it is known
+            try:
+                read = [i for i in _as_list(self.inputs) if isinstance(i, dict) and i.get("table")]
+                raw = [str(p) for p in _as_list(self.raw_paths)]
+            except Exception:  # unrendered or malformed: the error says so elsewhere
+                read, raw = [], []
+        named = {"catalog_name": self.iceberg_conn_id}
+        inputs = [iceberg_dataset(catalog, i["table"], pinned_versions(i), **named) for i in read]
+        inputs += [location_dataset(p) for p in raw]
+        written = [result[k] for k in ("output", "quarantine") if isinstance(result.get(k), dict)]
+        outputs = [
+            iceberg_dataset(catalog, w["table"], w.get("snapshot_id"), output=True, **named)
+            for w in written or [{"table": spec.output_table if spec else self.output_table}]
+            if w.get("table")
+        ]
+        state = result.get("state") or {}
+        version = state.get("version") if isinstance(state, dict) else None
+        facet = self.ray_run_facet(
+            stage=self.stage,
+            runKey=spec.run_key if spec is not None else None,
+            fittedStateVersion=int(version) if version is not None else None,
+        )
+        return lineage(inputs, outputs, facet)
 
     def _record(self, context: Context, value: dict[str, Any]) -> dict[str, Any]:
         """Attach the committed snapshot to the output asset's event."""

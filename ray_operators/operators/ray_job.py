@@ -23,6 +23,7 @@ from ray_operators._job_common import (
     submission_base,
 )
 from ray_operators._log_stream import LogTailThread
+from ray_operators.airflow_conf import default_deferrable
 from ray_operators.contract.result import SUBMISSION_ID_ENV, parse_result
 from ray_operators.hooks.ray import ACTIVE_STATES, TERMINAL_STATES, RayAuthError, RayJobsError, RayJobsHook
 from ray_operators.links.ray import RAY_JOB_URL_XCOM_KEY, RayJobLink
@@ -64,7 +65,8 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
     :param entrypoint_memory: memory in bytes reserved for the driver (templated).
     :param entrypoint_resources: custom resources reserved for the driver (templated).
     :param metadata: string metadata attached to the job, next to the Airflow identity (templated).
-    :param deferrable: wait in the triggerer instead of holding a worker slot (default True).
+    :param deferrable: wait in the triggerer instead of holding a worker slot (default:
+        ``[operators] default_deferrable``, as Airflow's own operators; our stacks set it to True).
     :param wait_before_defer: deferrable only: seconds to watch the job in the worker before
         deferring (default 10; 0 defers at once). A job done by then never defers, so it pays no
         triggerer round trip; a longer one hands its log over at the offset shown. A deferred
@@ -113,7 +115,7 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
         entrypoint_memory: int | str | None = None,
         entrypoint_resources: dict[str, float] | None = None,
         metadata: dict[str, str] | None = None,
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         wait_before_defer: float = DEFAULT_WAIT_BEFORE_DEFER_S,
         wait_for_completion: bool = True,
         poll_interval: float = 2.0,
@@ -130,7 +132,7 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
         self.entrypoint_memory = entrypoint_memory
         self.entrypoint_resources = entrypoint_resources
         self.metadata = metadata
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
         if wait_before_defer < 0:
             raise ValueError(f"{self.task_id}: wait_before_defer must be >= 0, got {wait_before_defer}")
         self.wait_before_defer = float(wait_before_defer)
@@ -147,6 +149,8 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
         self._submission_id: str | None = None
         self._log_offset = 0
         self._final: dict[str, Any] | None = None
+        #: The job's details when it ended (its status and entrypoint), for lineage.
+        self._job_info: dict[str, Any] | None = None
         #: The log as followed in this process (the sync wait), with its result and tail.
         self._follower: LogFollower | None = None
 
@@ -157,10 +161,12 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
     # ---- entry points ----------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self.remember_for_lineage()
         return self.execute_resumable(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired: report the outcome of the job."""
+        self.remember_for_lineage()
         self._submission_id = submission_id = event["submission_id"]
         self._log_offset = int(event.get("log_offset") or 0)
         if event.get("error"):
@@ -190,6 +196,56 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
         returned and nothing runs again). Always, here: an arbitrary job may not be repeatable.
         Subclasses whose jobs are idempotent narrow it (a stage whose commit was rolled back)."""
         return True
+
+    # ---- OpenLineage (called by its listener once the task ended) ----------------------------
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The Ray job as the run's ``rayLakehouse`` facet; no datasets (an arbitrary job's
+        reads and writes are unknown: the task's inlets and outlets, if any, stand for them)."""
+        from ray_operators.lineage.openlineage import lineage
+
+        return lineage([], [], self.ray_run_facet())
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        return self.get_openlineage_facets_on_complete(task_instance)
+
+    def remember_for_lineage(self) -> None:
+        """Read the ``ray`` connection now, in the task's process: the OpenLineage listener builds
+        events in a forked child, which must not call the task's supervisor for it."""
+        try:
+            self.hook.config  # noqa: B018 (a cached property: read it now)
+        except Exception as err:  # lineage never fails a task; the job's own calls report it
+            self.log.info("Ray connection %s for lineage: %s", self.ray_conn_id, err)
+
+    def ended_job_info(self) -> dict[str, Any]:
+        """The job's details as it ended (asked of Ray when this process did not see the end: a
+        failure before or while waiting); empty when nothing was submitted or Ray cannot tell."""
+        if self._job_info is None and self._submission_id:
+            try:
+                self._job_info = self.hook.get_job_info(self._submission_id)
+            except Exception as err:  # lineage never fails a task
+                self.log.info("Ray job %s details for lineage: %s", self._submission_id, err)
+        return dict(self._job_info or {})
+
+    def ray_run_facet(self, **fields: Any) -> Any:
+        """The ``rayLakehouse`` run facet of this task's Ray job, plus ``fields``."""
+        from ray_operators.lineage.openlineage import RayLakehouseRunFacet
+
+        info = self.ended_job_info()
+        submission_id = self._submission_id or info.get("submission_id")
+        url = None
+        if submission_id:
+            try:
+                url = self.hook.job_url(str(submission_id))
+            except Exception as err:  # the connection went away: lineage without the link
+                self.log.info("Ray dashboard URL for lineage: %s", err)
+        return RayLakehouseRunFacet(
+            engine="ray",
+            submissionId=submission_id,
+            status=info.get("status"),
+            dashboardUrl=url,
+            **fields,
+        )
 
     # ---- ResumableJobMixin -----------------------------------------------------------------
 
@@ -347,7 +403,7 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
         trigger, or this process's follower); only when nobody followed it (``stream_logs=False``,
         a job found already finished) is the whole log downloaded, once.
         """
-        info = self.hook.get_job_info(submission_id)
+        info = self._job_info = self.hook.get_job_info(submission_id)
         if info is None:
             raise AirflowException(f"Ray job {submission_id} disappeared from the cluster")
         succeeded = info["status"] == "SUCCEEDED"

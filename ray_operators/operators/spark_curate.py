@@ -39,7 +39,8 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
     ) from err
 
 from ray_operators.assets import iceberg_asset
-from ray_operators.operators.lakehouse import all_catalog_properties, catalog_properties, run_key_for
+from ray_operators.hooks.iceberg import all_catalog_properties
+from ray_operators.operators.lakehouse import catalog_properties, run_key_for
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -94,6 +95,10 @@ class SparkCurateOperator(SparkSubmitOperator):
         self.raw_paths = raw_paths
         self.iceberg_conn_id = iceberg_conn_id
         self.run_key = run_key
+        #: This run's spec (encoded) and what it committed, for lineage.
+        self._encoded_spec: str | None = None
+        self._recorded: dict[str, Any] | None = None
+        self._lineage_catalog: dict[str, str] | None = None
 
     def build_spec(self, context: Context) -> str:
         from ray_operators.contract.spec import StageSpec
@@ -135,11 +140,12 @@ class SparkCurateOperator(SparkSubmitOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from ray_operators.spark.conf import spark_catalog_conf
 
-        properties = all_catalog_properties(self.iceberg_conn_id)
+        # Kept for lineage too: the listener's forked child must not call the task's supervisor.
+        properties = self._lineage_catalog = all_catalog_properties(self.iceberg_conn_id)
         self._runtime_defaults(properties)
         public, secret = spark_catalog_conf(self.iceberg_conn_id, properties)
         self.conf = {**(self.conf or {}), **public}
-        spec = self.build_spec(context)
+        spec = self._encoded_spec = self.build_spec(context)
         self.application_args = [*(self.application_args or []), "--spec", spec]
         with tempfile.TemporaryDirectory(prefix="spark-curate-") as scratch:
             self.py_files = ",".join(p for p in (self.py_files, package_zip(scratch)) if p)
@@ -208,12 +214,59 @@ class SparkCurateOperator(SparkSubmitOperator):
         except (KeyError, TypeError) as err:  # not declared as an outlet
             self.log.info("No outlet event for %s: %s", self.output_table, err)
         self.log.info("Spark curate committed: %s", result)
-        return {
+        self._recorded = {
             "run_key": spec.run_key,
             "spark_app_name": self.name,
             "spark_app_id": app_id,
             "result": result,
         }
+        return self._recorded
+
+    # ---- OpenLineage ---------------------------------------------------------------------------
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The raw roots this run curated from, the output and quarantine tables at the snapshots it
+        committed, and the Spark application and run key as the run's ``rayLakehouse`` facet."""
+        return self._curate_lineage(self._recorded)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """The raw roots and the output table (no version: nothing was committed)."""
+        return self._curate_lineage(None)
+
+    def _curate_lineage(self, recorded: dict[str, Any] | None) -> Any:
+        from ray_operators.contract.spec import StageSpec
+        from ray_operators.lineage.openlineage import (
+            RayLakehouseRunFacet,
+            iceberg_dataset,
+            lineage,
+            location_dataset,
+            open_catalog,
+        )
+
+        spec = StageSpec.decode(self._encoded_spec) if self._encoded_spec else None
+        result = (recorded or {}).get("result") or {}
+        catalog = open_catalog(self.iceberg_conn_id, self._lineage_catalog)
+        # The raw roots (the claimed units are folder names under them).
+        raw = (
+            spec.raw_paths
+            if spec
+            else ([self.raw_paths] if isinstance(self.raw_paths, str) else self.raw_paths)
+        )
+        written = [result[k] for k in ("output", "quarantine") if isinstance(result.get(k), dict)]
+        outputs = [
+            iceberg_dataset(
+                catalog, w["table"], w.get("snapshot_id"), output=True, catalog_name=self.iceberg_conn_id
+            )
+            for w in written or [{"table": self.output_table}]
+        ]
+        facet = RayLakehouseRunFacet(
+            stage="curate",
+            engine="spark",
+            status="SUCCEEDED" if recorded is not None else "FAILED",
+            runKey=spec.run_key if spec is not None else None,
+            sparkAppId=(recorded or {}).get("spark_app_id"),
+        )
+        return lineage([location_dataset(str(p)) for p in raw], outputs, facet)
 
 
 def _sqlite_catalog(properties: dict[str, str]) -> bool:

@@ -35,7 +35,7 @@ def pipeline_folders(default: Iterable[str | os.PathLike[str]] = ()) -> list[Pat
     folders = [Path(p) for p in default]
     folders += [Path(p) for p in os.environ.get(FOLDERS_ENV, "").split(os.pathsep) if p]
     try:
-        from airflow.configuration import conf
+        from airflow.sdk.configuration import conf
 
         setting = conf.get("ray_lakehouse", "pipeline_folders", fallback="")
     except Exception:  # no Airflow configuration available: the setting does not apply

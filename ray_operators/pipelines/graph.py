@@ -196,7 +196,12 @@ def _input_ref(item: Any, up: list[Any], watched: set[str], whole: bool = False)
 
 def _stage_arguments(stage: Any, pipeline: Pipeline) -> dict[str, Any]:
     conns = pipeline.connections
-    args: dict[str, Any] = {"ray_conn_id": conns.ray_conn_id, "iceberg_conn_id": conns.iceberg_conn_id}
+    # Pipelines always wait in the triggerer, whatever `[operators] default_deferrable` says.
+    args: dict[str, Any] = {
+        "ray_conn_id": conns.ray_conn_id,
+        "iceberg_conn_id": conns.iceberg_conn_id,
+        "deferrable": True,
+    }
     if stage.resources:
         res = stage.resources
         if res.num_cpus is not None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException
 
+from ray_operators.airflow_conf import default_deferrable
 from ray_operators.iceberg_snapshots import (
     DEFAULT_OPERATIONS,
     EMPTY,
@@ -66,7 +67,7 @@ class IcebergSnapshotSensor(BaseSensorOperator):
     :param min_added_records: skip snapshots that added fewer records.
     :param since_snapshot_id: explicit starting snapshot (templated).
     :param start_from: ``auto``, ``data_interval``, ``previous_run``, ``latest`` or ``incremental``.
-    :param deferrable: wait in the triggerer (default True).
+    :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
     :param fail_on_rollback: fail instead of waiting on when the branch is rolled back.
     :param reprocess_params: when the run's params name snapshots to reprocess (``snapshot_ids``,
         or ``from_snapshot_id``/``to_snapshot_id``, optionally with ``input_table``), return them at
@@ -87,7 +88,7 @@ class IcebergSnapshotSensor(BaseSensorOperator):
         min_added_records: int = 0,
         since_snapshot_id: int | str | None = None,
         start_from: str = "auto",
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         fail_on_rollback: bool = False,
         reprocess_params: bool = False,
         **kwargs: Any,
@@ -103,22 +104,26 @@ class IcebergSnapshotSensor(BaseSensorOperator):
         self.min_added_records = min_added_records
         self.since_snapshot_id = since_snapshot_id
         self.start_from = start_from
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.fail_on_rollback = fail_on_rollback
         self.reprocess_params = reprocess_params
         self._watch: Any = None
+        #: What the sensor found (its XCom value), and its catalog's settings, for lineage.
+        self._sensed: dict[str, Any] | None = None
+        self._lineage_catalog: dict[str, str] | None = None
 
     # ---- entry points ----------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
         parse_table_name(self.table)
+        self.remember_for_lineage()
         if self.reprocess_params:
             from ray_operators.operators.inputs import requested_snapshots
 
             requested = requested_snapshots(context.get("params"), self.table, entry=True)
             if requested is not None:
                 self.log.info("Reprocessing %s as the run's params ask: %s", self.table, requested)
-                return {
+                self._sensed = {
                     "table": self.table,
                     "branch": self.branch,
                     "kind": "requested",
@@ -127,6 +132,7 @@ class IcebergSnapshotSensor(BaseSensorOperator):
                     "snapshot_ids": requested.get("snapshot_ids", []),
                     **{k: v for k, v in requested.items() if k != "snapshot_ids"},
                 }
+                return self._sensed
         if not self.deferrable:
             return super().execute(context)
         done = self.poke(context)
@@ -146,12 +152,45 @@ class IcebergSnapshotSensor(BaseSensorOperator):
         return self._outcome(context, delta.payload(self.table, self.branch), delta.head)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        self.remember_for_lineage()
         head = Cursor.from_json(event["new_head"]) or EMPTY
         done = self._outcome(context, event, head)
         if isinstance(done, PokeReturnValue) and done.is_done:
             return done.xcom_value
         # A rollback moved the cursor: wait on from the new head.
         self._defer(context, head)
+
+    # ---- OpenLineage ---------------------------------------------------------------------------
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The watched table at the newest snapshot the sensor found (the one downstream reads
+        up to), as the run's input."""
+        return self._sensor_lineage(self._sensed)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """The watched table, with no version (nothing qualifying was found)."""
+        return self._sensor_lineage(None)
+
+    def remember_for_lineage(self) -> None:
+        """Read the ``iceberg`` connection now, in the task's process: the OpenLineage listener
+        builds events in a forked child, which must not call the task's supervisor for it."""
+        if self._lineage_catalog is not None:
+            return
+        from ray_operators.hooks.iceberg import all_catalog_properties
+
+        try:
+            self._lineage_catalog = all_catalog_properties(self.iceberg_conn_id)
+        except Exception as err:  # lineage never fails a task; the sensor reports the problem
+            self.log.info("Iceberg connection %s for lineage: %s", self.iceberg_conn_id, err)
+
+    def _sensor_lineage(self, found: dict[str, Any] | None) -> Any:
+        from ray_operators.lineage.openlineage import iceberg_dataset, lineage, open_catalog
+
+        ids = [int(i) for i in (found or {}).get("snapshot_ids") or []]
+        if found and found.get("to_snapshot_id"):
+            ids.append(int(found["to_snapshot_id"]))
+        catalog = open_catalog(self.iceberg_conn_id, self._lineage_catalog)
+        return lineage([iceberg_dataset(catalog, self.table, ids, catalog_name=self.iceberg_conn_id)], [])
 
     # ---- internals -------------------------------------------------------------------------
 
@@ -172,6 +211,7 @@ class IcebergSnapshotSensor(BaseSensorOperator):
             self.log.info(
                 "%d new snapshot(s) in %s: %s", len(payload["snapshots"]), self.table, payload["snapshot_ids"]
             )
+            self._sensed = payload
             return PokeReturnValue(is_done=True, xcom_value=payload)
         if payload.get("skipped_snapshot_ids"):
             # Compaction or own writes only: move past them so they are not looked at again.

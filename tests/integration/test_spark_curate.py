@@ -27,7 +27,17 @@ from ray_operators.spark import runtime
 from tests.airflow_helpers import get_dag, start_dag_subprocess, task_state, xcoms
 from tests.conftest import wait_for
 from tests.iceberg_helpers import catalog_properties
-from tests.scheduler_helpers import table_rows
+from tests.openlineage_helpers import (
+    dags_test,
+    datasets,
+    last_run,
+    read_events,
+    strip_producers,
+    table_dataset,
+    task_event,
+    transport_env,
+)
+from tests.scheduler_helpers import spec_folder, table_rows
 
 pytestmark = [
     pytest.mark.integration,
@@ -336,6 +346,20 @@ stages:
     raw_paths: ${TEST_RAW_ROOT}
     output: logs.spark
 """,
+    "logs_on_spark_broken.yaml": """
+name: logs_on_spark_broken
+start_date: 2026-01-01
+schedule: null
+retries: 0
+connections: {iceberg_conn_id: iceberg_test}
+stages:
+  - name: curate_logs
+    kind: curate
+    engine: spark
+    spark_conn_id: spark_local
+    raw_paths: ${TEST_RAW_FILE}
+    output: logs.spark_broken
+""",
     "logs_to_model.yaml": """
 name: logs_to_model
 start_date: 2026-01-01
@@ -371,26 +395,29 @@ stages:
 
 def test_sensor_sees_the_spark_snapshot_and_lineage_runs_raw_spark_ray_model(spark_env, ray_head, tmp_path):
     """Spark curates, the pipeline downstream senses exactly that snapshot, Ray preprocesses it and
-    trains on it: every commit names what it read, back to the raw root."""
-    import subprocess
-
-    from tests.airflow_helpers import RUNNER
-    from tests.scheduler_helpers import spec_folder
-
+    trains on it: every commit names what it read, back to the raw root; both pipelines run under
+    ``airflow dags test`` with OpenLineage's file transport, and every task's event names exactly
+    the snapshots it read and wrote."""
     catalog = spark_env.catalog
     raw = tmp_path / "raw"
     counts = generate_spark_logs(raw, apps=2, lines_per_file=200, malformed_fraction=0.05, seed=31)
     folder = spec_folder(tmp_path, CHAIN_SPECS)
-    env = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(folder), "TEST_RAW_ROOT": str(raw)}
-    for dag_id in ("logs_on_spark", "logs_to_model"):
-        done = subprocess.run(
-            [sys.executable, str(RUNNER), dag_id, "2026-06-05T00:00:00+00:00", str(folder)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        assert "DAG RUN STATE success" in done.stdout, (done.stdout + done.stderr)[-4000:]
+    events_file = tmp_path / "openlineage.jsonl"
+    raw_file = tmp_path / "a-file-not-a-folder.log"  # a raw root Spark cannot list: the job fails
+    raw_file.write_text("{}\n")
+    env = {
+        **transport_env(events_file),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(folder),
+        "TEST_RAW_ROOT": str(raw),
+        "TEST_RAW_FILE": str(raw_file),
+    }
+    for dag_id, state in (
+        ("logs_on_spark", "success"),
+        ("logs_to_model", "success"),
+        ("logs_on_spark_broken", "failed"),
+    ):
+        done = dags_test(dag_id, "2026-06-05T00:00:00+00:00", env)
+        assert last_run(dag_id)[1] == state, (done.stdout + done.stderr)[-4000:]
 
     logs = catalog.load_table("logs.spark")
     spark_snap = logs.current_snapshot()
@@ -421,3 +448,60 @@ def test_sensor_sees_the_spark_snapshot_and_lineage_runs_raw_spark_ray_model(spa
     assert chain[-1] == str(raw)
     assert spark_lineage[ENGINE] == "spark" and spark_lineage[STAGE] == "curate"
     print(" <- ".join(chain))
+
+    # The same chain in OpenLineage: each task's event names exactly the snapshots it read and wrote.
+    events = read_events(events_file)
+    spark_id, feature_id = spark_snap.snapshot_id, feature_snap.snapshot_id
+    curate = task_event(events, "logs_on_spark", "curate_logs", "COMPLETE")
+    assert datasets(curate, "inputs") == [{"namespace": "file", "name": str(raw)}]
+    quarantine_id = catalog.load_table("logs.spark_quarantine").metadata.current_snapshot_id
+    assert datasets(curate, "outputs") == sorted(
+        [
+            table_dataset(catalog, "logs.spark", spark_id),
+            table_dataset(catalog, "logs.spark_quarantine", quarantine_id),
+        ],
+        key=lambda d: (d["namespace"], d["name"]),
+    )
+    assert strip_producers(curate["run"]["facets"]["rayLakehouse"]) == {
+        "stage": "curate",
+        "engine": "spark",
+        "status": "SUCCEEDED",
+        "runKey": spark_snap.summary.get(RUN_KEY) or spark_snap.summary["published-wap-id"],
+        "sparkAppId": spark_lineage[SPARK_APP_ID],
+    }
+    sense = task_event(events, "logs_to_model", "sense_logs", "COMPLETE")
+    assert datasets(sense, "inputs") == [table_dataset(catalog, "logs.spark", spark_id)]
+    pre = task_event(events, "logs_to_model", "features", "COMPLETE")
+    assert datasets(pre, "inputs") == [table_dataset(catalog, "logs.spark", spark_id)]
+    assert datasets(pre, "outputs") == [table_dataset(catalog, "features.logs", feature_id)]
+    train = task_event(events, "logs_to_model", "train", "COMPLETE")
+    assert datasets(train, "inputs") == [table_dataset(catalog, "features.logs", feature_id)]
+    assert datasets(train, "outputs") == [table_dataset(catalog, "ml.models", model_snap.snapshot_id)]
+    facet = strip_producers(train["run"]["facets"]["rayLakehouse"])
+    assert (facet["stage"], facet["engine"], facet["status"]) == ("train", "ray", "SUCCEEDED")
+    assert facet["submissionId"] == model_snap.summary["lakehouse.ray-submission-id"]
+    # Task events only: a failed DAG run has a FAIL event of its own, named by the DAG id.
+    failed = {e["job"]["name"] for e in events if e["eventType"] == "FAIL" and "." in e["job"]["name"]}
+    assert failed == {"logs_on_spark_broken.curate_logs"}
+
+    # The failed Spark curation: its raw root in, its output without a version, no application.
+    fail = task_event(events, "logs_on_spark_broken", "curate_logs", "FAIL")
+    assert datasets(fail, "inputs") == [{"namespace": "file", "name": str(raw_file)}]
+    uri = catalog.properties["uri"]
+    symlink = {
+        "symlinks": {"identifiers": [{"namespace": uri, "name": "logs.spark_broken", "type": "TABLE"}]}
+    }
+    expected = (
+        table_dataset(catalog, "logs.spark_broken", None)
+        if catalog.table_exists("logs.spark_broken")
+        else {"namespace": uri, "name": "logs.spark_broken", "facets": symlink}
+    )
+    assert datasets(fail, "outputs") == [expected]
+    assert "version" not in expected.get("facets", {})
+    run_id = last_run("logs_on_spark_broken")[0]
+    assert strip_producers(fail["run"]["facets"]["rayLakehouse"]) == {
+        "stage": "curate",
+        "engine": "spark",
+        "status": "FAILED",
+        "runKey": f"logs_on_spark_broken/curate_logs/run={run_id}",
+    }
