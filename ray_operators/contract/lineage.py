@@ -24,3 +24,13 @@ PREPROCESS_REFIT = "lakehouse.preprocess.refit"
 #: The model a train or infer commit registered or applied (``name:version``) and its artifact.
 MODEL = "lakehouse.model"
 MODEL_URI = "lakehouse.model-uri"
+#: ``lakehouse.input.raw``: the raw folders a curation read, comma-separated.
+RAW_INPUT = INPUT_PREFIX + "raw"
+
+
+def read_snapshot_ids(value: str) -> list[int]:
+    """The snapshots a ``lakehouse.input.<table>`` value says a commit read up to: the pinned
+    snapshot (``123``), a range's end (``1..5``: the appends after 1, up to 5) or each snapshot of
+    a list (``1+3``). Empty when it names none."""
+    text = str(value).rpartition("..")[2]
+    return [int(part) for part in text.split("+") if part.strip().lstrip("-").isdigit()]

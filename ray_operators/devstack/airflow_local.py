@@ -35,7 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=8080, help="UI port (a free one when this is taken)")
     parser.add_argument("--rows", type=int, default=3000, help="samples in the first raw batch")
-    parser.add_argument("--check", action="store_true", help="start, check the UI and the pipelines, stop")
     args = parser.parse_args(argv)
 
     project = args.project_dir.resolve()
@@ -78,13 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n    Airflow UI: {stack.url}   login: admin / {password}", flush=True)
         print(f"    pipelines: {', '.join(sorted(dags))}", flush=True)
         print(
+            f"    Iceberg lineage: {stack.url}/plugin/iceberg-lineage (and a tab on every DAG run)",
+            flush=True,
+        )
+        print(
             '    shell:      eval "$(make -s airflow-env)" then e.g. airflow backfill create ...', flush=True
         )
         _write_env_file(root, stack.environment())
-        if args.check:
-            errors = stack.query("SELECT filename, stacktrace FROM import_error")
-            print("==> check: UI answers, pipelines parsed, import errors:", errors or "none", flush=True)
-            return 1 if errors else 0
         print("    Ctrl-C stops everything.\n", flush=True)
         stop = {"now": False}
         signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))

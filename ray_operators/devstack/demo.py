@@ -83,6 +83,8 @@ def environment(root: Path, project: Path) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(project / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(project / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # Our operators follow Airflow's switch: wait in the triggerer, never in a worker.
+        "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         # Progress on the terminal: our operators' and sensors' task logs (the Ray job's own lines,
         # Ray Data's progress among them) and dag.test()'s task start and end (see _StageProgress).
@@ -494,7 +496,7 @@ def _run(bag: Any, dag_id: str) -> dict[str, Any]:
 
 
 def build_report(runs: list[dict[str, Any]], batch: dict[str, Any], seconds: float) -> dict[str, Any]:
-    from ray_operators.contract.lineage import INPUT_PREFIX, RUN_ID, RUN_KEY
+    from ray_operators.contract.lineage import INPUT_PREFIX, RUN_ID, RUN_KEY, read_snapshot_ids
     from ray_operators.hooks.iceberg import build_catalog
 
     catalog = build_catalog(CONN_ICEBERG)
@@ -580,11 +582,9 @@ def build_report(runs: list[dict[str, Any]], batch: dict[str, Any], seconds: flo
         )
         node = None
         for source, pinned in inputs.items():
-            if source == "raw" or source == "ml.models":
-                continue
-            last = str(pinned).replace("..", "+").split("+")[-1]
-            if last.isdigit():
-                node = (source, int(last))
+            read = read_snapshot_ids(pinned)
+            if source not in ("raw", "ml.models") and read:
+                node = (source, read[-1])
                 break
     return {
         "batch": batch,

@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -165,33 +168,189 @@ def test_demo_with_the_spark_curate_engine(tmp_path):
     assert "engine" not in (REPO / "dags" / "pipelines" / "spark_logs.yaml").read_text()
 
 
-def test_make_airflow_serves_the_ui_with_the_pipelines(tmp_path):
+def test_make_airflow_after_make_demo_shows_the_lineage_in_the_ui(tmp_path):
+    """`make demo`, then `make airflow` on the same state, as a user runs them: the UI serves the
+    pipelines, and a logged-in browser sees the Iceberg lineage page (the demo's tables and graph)
+    and the lineage tab of a real run triggered in this Airflow."""
+    browser = _chromium()
     state = tmp_path / "state"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ray_operators.devstack.airflow_local",
-            "--state-dir",
-            str(state),
-            "--check",
-            "--rows",
-            "100",
-        ],
-        cwd=REPO,
-        env=_clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out[-5000:]
-    assert "Airflow UI: http://127.0.0.1:" in out and "login: admin / " in out
-    password = out.split("login: admin / ", 1)[1].split()[0]
-    assert password and not password.startswith("(see")
-    assert "pipelines: " in out and "lakehouse" in out and "curate_samples" in out
-    assert "import errors: none" in out
-    env_file = (state / "airflow.env").read_text()
-    assert "AIRFLOW_HOME=" in env_file and oct((state / "airflow.env").stat().st_mode)[-3:] == "600"
+    report, _ = _demo(state, tmp_path / "report.json", "--rows", "100")
+    log = tmp_path / "make-airflow.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ray_operators.devstack.airflow_local", "--state-dir", str(state)],
+            cwd=REPO,
+            env=_clean_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 600
+        while "Ctrl-C stops everything." not in log.read_text(errors="replace"):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[
+                -5000:
+            ]
+            time.sleep(1)
+        out = log.read_text()
+        url, password = re.search(
+            r"Airflow UI: (http://127\.0\.0\.1:\d+)\s+login: admin / (\S+)", out
+        ).groups()
+        assert not password.startswith("(see")
+        assert "pipelines: " in out and "lakehouse" in out and "curate_samples" in out
+        assert f"Iceberg lineage: {url}/plugin/iceberg-lineage" in out
+        env_file = (state / "airflow.env").read_text()
+        assert "AIRFLOW_HOME=" in env_file and oct((state / "airflow.env").stat().st_mode)[-3:] == "600"
+        api = _Api(url, password)
+        assert api.call("GET", "/api/v2/importErrors")["total_entries"] == 0
+
+        # A real run in this Airflow: a new raw batch, curated by curate_samples.
+        from ray_operators.devstack.demo import generate_batch
+
+        generate_batch(state, 60)
+        api.call("PATCH", "/api/v2/dags/curate_samples", {"is_paused": False})
+        run_id = api.call("POST", "/api/v2/dags/curate_samples/dagRuns", {"logical_date": None})["dag_run_id"]
+        assert api.wait_run("curate_samples", run_id) == "success"
+        curated = _catalog(state).load_table("curated.samples").current_snapshot()
+        assert curated.summary["lakehouse.run-id"] == run_id
+
+        shots = _artifacts()
+        with browser() as chromium:
+            page = chromium.new_page(viewport={"width": 1500, "height": 1000})
+            _login(page, url, password)
+            # The navigation's "Iceberg lineage" page: every table the demo wrote, and the graph.
+            page.goto(f"{url}/plugin/iceberg-lineage")
+            frame = _plugin_frame(page, "/ray-lakehouse/lineage")
+            frame.wait_for_selector("h1:text('Iceberg lineage')")
+            for table in ("curated.samples", "features.samples", "ml.models", "ml.predictions", "logs.spark"):
+                assert frame.locator(f"tr.snapshot[data-table='{table}']").count() >= 1, table
+            predictions = next(s for s in report["stages"] if s["task_id"] == "infer")["snapshot_id"]
+            node = frame.locator(f"g.node[id='iceberg_default:ml.predictions@{predictions}']")
+            assert node.count() == 1
+            assert frame.locator("path.edge").count() >= 3
+            page.screenshot(path=str(shots / "iceberg-lineage.png"), full_page=True)
+
+            # The DAG run's "Iceberg lineage" tab: what the run read and wrote, its Ray job.
+            page.goto(f"{url}/dags/curate_samples/runs/{quote(run_id, safe='')}/plugin/iceberg-lineage-run")
+            frame = _plugin_frame(page, "/ray-lakehouse/lineage/run")
+            frame.wait_for_selector("h1")
+            assert run_id in frame.inner_text("h1")
+            wrote = frame.locator(
+                f"tr.snapshot[data-table='curated.samples'][data-snapshot='{curated.snapshot_id}']"
+            )
+            assert wrote.count() == 1
+            ray_link = wrote.locator("a", has_text=curated.summary["lakehouse.ray-submission-id"])
+            assert ray_link.get_attribute("href").endswith(
+                f"/#/jobs/{curated.summary['lakehouse.ray-submission-id']}"
+            )
+            assert frame.locator("tr.read-raw").count() >= 1
+            assert (
+                frame.locator(f"g.node[id='iceberg_default:curated.samples@{curated.snapshot_id}']").count()
+                == 1
+            )
+            page.screenshot(path=str(shots / "iceberg-lineage-run.png"), full_page=True)
+            # Anonymous: refused (no cookie in a fresh context).
+            anonymous = chromium.new_context().request.get(f"{url}/ray-lakehouse/lineage")
+            assert anonymous.status == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, log.read_text(errors="replace")[-5000:]
     leftovers = subprocess.run(["pgrep", "-f", str(state)], capture_output=True, text=True).stdout
     assert leftovers.strip() == ""
+
+
+# ---- the browser ----------------------------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _chromium():
+    """A context manager giving a Playwright browser on Debian's chromium (never a downloaded one);
+    skips, saying what to install, where there is none."""
+    if not CHROMIUM.exists():
+        pytest.skip("browser tests need Debian's chromium: apt-get install chromium (.ci/run installs it)")
+    from contextlib import contextmanager
+
+    from playwright.sync_api import sync_playwright
+
+    @contextmanager
+    def launch():
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                yield chromium
+            finally:
+                chromium.close()
+
+    return launch
+
+
+def _artifacts() -> Path:
+    """Where browser tests save their screenshots: ``$TEST_ARTIFACTS`` or ``test-artifacts/``."""
+    folder = Path(os.environ.get("TEST_ARTIFACTS", REPO / "test-artifacts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _login(page, url: str, password: str) -> None:
+    """Airflow's simple auth manager login form, as a user fills it."""
+    page.goto(f"{url}/auth/login")
+    page.fill("input[name='username']", "admin")
+    page.fill("input[name='password']", password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda address: "/auth/login" not in address, timeout=60_000)
+
+
+def _plugin_frame(page, path: str):
+    """The frame of the Airflow UI's iframe that shows the plugin view at ``path``, loaded."""
+    frame = page.wait_for_selector(f"iframe[src^='{path}']", timeout=60_000).content_frame()
+    frame.wait_for_load_state()
+    return frame
+
+
+class _Api:
+    """The REST API as ``admin`` (a JWT from ``/auth/token``)."""
+
+    def __init__(self, url: str, password: str) -> None:
+        self.url = url
+        self.token = self._http("POST", "/auth/token", {"username": "admin", "password": password}, None)[
+            "access_token"
+        ]
+
+    def _http(self, method: str, path: str, body, token):
+        import urllib.request
+
+        request = urllib.request.Request(
+            self.url + path, data=None if body is None else json.dumps(body).encode(), method=method
+        )
+        request.add_header("Content-Type", "application/json")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=60) as response:
+            text = response.read().decode()
+        return json.loads(text) if text else None
+
+    def call(self, method: str, path: str, body=None):
+        return self._http(method, path, body, self.token)
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float = 600) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")["state"]
+            if state in ("success", "failed"):
+                return state
+            time.sleep(2)
+        raise AssertionError(f"{dag_id}/{run_id} did not finish in {timeout}s")

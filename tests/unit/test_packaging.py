@@ -36,6 +36,40 @@ def test_plugin_registers_the_ray_job_extra_link():
     assert any("RayJobLink" in str(link) for link in links)
 
 
+def test_the_ray_connection_form_has_its_extra_fields():
+    """Airflow 3.2+ ``conn-fields``: the form shows them; the hook reads them by these names."""
+    from airflow.providers_manager import ProvidersManager
+
+    widgets = ProvidersManager().connection_form_widgets
+    fields = {w.field_name: w for name, w in widgets.items() if name.startswith("extra__ray__")}
+    assert set(fields) == {"dashboard_url", "auth_header", "verify", "request_timeout"}
+    assert fields["request_timeout"].field["value"] == 30.0
+    assert fields["auth_header"].field["schema"]["enum"] == ["authorization", "x-ray-authorization", None]
+    assert not any(w.is_sensitive for w in fields.values())
+
+
+def test_plugin_adds_the_lineage_views_without_loading_the_api_server():
+    """The nav page and the DAG-run tab; the app is built at its first request, so loading the
+    plugin (every Airflow process does) imports none of the API server's modules."""
+    code = (
+        "import json, sys\n"
+        "from airflow import plugins_manager\n"
+        "apps, _ = plugins_manager.get_fastapi_plugins()\n"
+        "views, _ = plugins_manager._get_ui_plugins()\n"
+        "print(json.dumps({'apps': [(a['name'], a['url_prefix']) for a in apps], 'views': views,\n"
+        "  'api': sorted(m for m in sys.modules if m.startswith('airflow.api_fastapi.core_api.security'))}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert ["ray_lakehouse_lineage", "/ray-lakehouse"] in got["apps"]
+    assert {(v["destination"], v["href"]) for v in got["views"]} == {
+        ("nav", "/ray-lakehouse/lineage"),
+        ("dag_run", "/ray-lakehouse/lineage/run?dag_id={DAG_ID}&run_id={RUN_ID}"),
+    }
+    assert all(v["url_route"] for v in got["views"])  # the UI shows a tab only with a url_route
+    assert got["api"] == []
+
+
 def test_operator_template_fields_and_link():
     from ray_operators.operators.ray_job import RayJobOperator
 
@@ -63,6 +97,8 @@ def test_airflow_side_modules_import_no_heavy_packages():
         "ray_operators.hooks.iceberg",
         "ray_operators.assets",
         "ray_operators.iceberg_snapshots",
+        "ray_operators.lineage.web",
+        "ray_operators.lineage.naming",
     ]
     code = (
         "import json, sys\n"
