@@ -37,51 +37,41 @@ from tests.scheduler_helpers import spec_folder
 pytestmark = pytest.mark.integration
 DATE = "2026-06-05T00:00:00+00:00"
 CONN_ID = "iceberg_lineage"
-SPECS = {
-    "ol_chain.yaml": """
-name: ol_chain
+HEADER = """
+name: {name}
 start_date: 2026-01-01
 schedule: null
 retries: 0
-connections: {iceberg_conn_id: iceberg_lineage}
+connections: {{iceberg_conn_id: iceberg_lineage}}
 stages:
+"""
+SENSE_THEN_PREPROCESS = """
+  - name: sense
+    kind: sense
+    table: curated.ol
+    start_from: incremental
+    poke_interval: 1
+    timeout: 300
+  - name: features
+    kind: preprocess
+    input: curated.ol
+    output: {output}
+    standardize: [{column}]
+"""
+SPECS = {
+    # curate -> sense -> preprocess: succeeds.
+    "ol_chain.yaml": HEADER.format(name="ol_chain")
+    + """
   - name: curate_csv
     kind: curate
     raw_paths: ${TEST_RAW_ROOT}
     format: csv
     schema: {row_id: long, x: double, label: long}
-    output: curated.ol
-  - name: sense
-    kind: sense
-    table: curated.ol
-    start_from: incremental
-    poke_interval: 1
-    timeout: 300
-  - name: features
-    kind: preprocess
-    input: curated.ol
-    output: features.ol
-    standardize: [x]
-""",
-    "ol_broken.yaml": """
-name: ol_broken
-start_date: 2026-01-01
-schedule: null
-retries: 0
-connections: {iceberg_conn_id: iceberg_lineage}
-stages:
-  - name: sense
-    kind: sense
-    table: curated.ol
-    start_from: incremental
-    poke_interval: 1
-    timeout: 300
-  - name: features
-    kind: preprocess
-    input: curated.ol
-    output: features.ol_broken
-    standardize: [no_such_column]
-""",
+    output: curated.ol"""
+    + SENSE_THEN_PREPROCESS.format(output="features.ol", column="x"),
+    # sense -> preprocess of a column that does not exist: the stage fails before writing.
+    "ol_broken.yaml": HEADER.format(name="ol_broken")
+    + SENSE_THEN_PREPROCESS.format(output="features.ol_broken", column="no_such_column"),
 }
 
 
@@ -220,11 +210,23 @@ ROUTES = ("/lineage", "/lineage/run", "/api/lineage", "/api/lineage/run")
 @pytest.fixture(scope="module")
 def api(runs):
     """Airflow's real API server app (plugins mounted, the simple auth manager), in process."""
+    import secrets
+
     from airflow.api_fastapi.app import create_app
     from fastapi.testclient import TestClient
 
-    with TestClient(create_app()) as client:
-        yield client
+    # The API server signs its tokens with [api_auth] jwt_secret. This process may have read its
+    # configuration before `airflow db migrate` wrote one into the test home: set it explicitly.
+    saved = os.environ.get("AIRFLOW__API_AUTH__JWT_SECRET")
+    os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = secrets.token_urlsafe(48)
+    try:
+        with TestClient(create_app()) as client:
+            yield client
+    finally:
+        if saved is None:
+            os.environ.pop("AIRFLOW__API_AUTH__JWT_SECRET", None)
+        else:
+            os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = saved
 
 
 def _token(client, user: str = "admin") -> str:

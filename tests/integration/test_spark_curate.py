@@ -346,20 +346,6 @@ stages:
     raw_paths: ${TEST_RAW_ROOT}
     output: logs.spark
 """,
-    "logs_on_spark_broken.yaml": """
-name: logs_on_spark_broken
-start_date: 2026-01-01
-schedule: null
-retries: 0
-connections: {iceberg_conn_id: iceberg_test}
-stages:
-  - name: curate_logs
-    kind: curate
-    engine: spark
-    spark_conn_id: spark_local
-    raw_paths: ${TEST_RAW_FILE}
-    output: logs.spark_broken
-""",
     "logs_to_model.yaml": """
 name: logs_to_model
 start_date: 2026-01-01
@@ -391,6 +377,13 @@ stages:
     use_gpu: false
 """,
 }
+# The same curation, from a raw root that is a file: Spark cannot list it, and the task fails.
+CHAIN_SPECS["logs_on_spark_broken.yaml"] = (
+    CHAIN_SPECS["logs_on_spark.yaml"]
+    .replace("name: logs_on_spark", "name: logs_on_spark_broken")
+    .replace("${TEST_RAW_ROOT}", "${TEST_RAW_FILE}")
+    .replace("output: logs.spark", "output: logs.spark_broken")
+)
 
 
 def test_sensor_sees_the_spark_snapshot_and_lineage_runs_raw_spark_ray_model(spark_env, ray_head, tmp_path):
