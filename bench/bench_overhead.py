@@ -93,7 +93,9 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d')}; `python bench/bench_overhead.py --reps {args.reps} --long-reps {args.long_reps}`.",
         f"Both paths poll every {POLL_INTERVAL}s. Airflow path: in-process `dag.test()` (the engine of "
         "`airflow dags test`), so the figure includes Airflow creating the run, running the task (and, "
-        "deferrable, its trigger in process) and storing XCom; it excludes the CLI's process start-up.",
+        "deferrable, its trigger in process) and storing XCom; it excludes the CLI's process start-up. "
+        "Deferrable runs use the default `wait_before_defer` (10 s): the trivial job ends in the worker; "
+        "the 30 s job is watched for 10 s, then deferred.",
         "",
         "| job | mode | reps | direct median (s) | via RayJobOperator median (s) | overhead (s) | ratio |",
         "|---|---|---|---|---|---|---|",

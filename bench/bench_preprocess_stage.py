@@ -184,7 +184,7 @@ def main() -> None:
         "| path | runs (s) | median (s) |",
         "|---|---|---|",
         f"| job submitted directly (JobSubmissionClient) | {', '.join(f'{x:.2f}' for x in base)} | {d:.2f} |",
-        f"| LakehouseStageOperator in `dag.test()`, deferrable | {', '.join(f'{x:.2f}' for x in timed)} | {a:.2f} |",
+        f"| LakehouseStageOperator in `dag.test()`, deferrable (default `wait_before_defer`) | {', '.join(f'{x:.2f}' for x in timed)} | {a:.2f} |",
         f"| plain Ray Data script with `ray.data.preprocessors`, submitted directly | {', '.join(f'{x:.2f}' for x in script)} | {pl:.2f} |",
         f"| the stage with `local_max_bytes: 0` (in Ray tasks), submitted directly | {', '.join(f'{x:.2f}' for x in spread)} | {sp:.2f} |",
         "",
