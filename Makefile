@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # pip's notes about optional local mirrors are noise, not errors.
 PIP_QUIET := { grep -v -e 'is neither a file nor a directory' -e '^$$' || true; }
 
-.PHONY: install demo demo-stack airflow airflow-env test lint format clean bench
+.PHONY: install demo demo-stack airflow airflow-env test test-unit lint format clean bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ format: install
 test: lint
 	# pytest exits 5 when it collects nothing: say so, and fail.
 	$(VENV)/bin/pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] && echo 'pytest collected no tests' >&2; exit $$rc; }
+
+# The unit tests alone: no Ray head, no Airflow database, no services (about a minute).
+test-unit: lint
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
 bench: install
 	$(PY) -m pip install -q -e ".[bench]" 2>&1 | $(PIP_QUIET)

@@ -174,3 +174,19 @@ def test_the_provider_never_imports_the_devstack():
             continue
         for name in imported_names(path):
             assert not name.startswith("ray_operators.devstack"), f"{path}: imports {name}"
+
+
+def test_lineage_routes_run_in_the_thread_pool_not_on_the_event_loop():
+    """Plain ``def`` routes: FastAPI runs them in its thread pool, so the catalogs' and the
+    database's blocking calls never stall the API server's event loop."""
+    import inspect
+
+    from fastapi.routing import APIRoute
+
+    from ray_operators.lineage.web import create_app
+
+    routes = [r for r in create_app().routes if isinstance(r, APIRoute)]
+    assert {r.path for r in routes} == {"/lineage", "/lineage/run", "/api/lineage", "/api/lineage/run"}
+    for route in routes:
+        assert not inspect.iscoroutinefunction(route.endpoint), route.path
+        assert route.dependencies, f"{route.path} has no access check"
