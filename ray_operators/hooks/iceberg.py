@@ -71,6 +71,17 @@ def all_catalog_properties(iceberg_conn_id: str) -> dict[str, str]:
     return props
 
 
+def catalog_properties_for_lineage(iceberg_conn_id: str, log: Any) -> dict[str, str] | None:
+    """The connection's catalog properties, read in the task's own process for its lineage later
+    (OpenLineage's listener builds events in a forked child, which must not call the task's
+    supervisor); None, logged, when they cannot be read: lineage never fails a task."""
+    try:
+        return all_catalog_properties(iceberg_conn_id)
+    except Exception as err:
+        log.info("Iceberg connection %s for lineage: %s", iceberg_conn_id, err)
+        return None
+
+
 class TableWatch:
     """One table, loaded once and refreshed cheaply on every poll.
 

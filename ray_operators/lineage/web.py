@@ -207,6 +207,11 @@ def render_table_page(lineage: CatalogLineage, records: list[SnapshotRecord]) ->
     return _page("Iceberg lineage", body)
 
 
+def run_inputs(wrote: list[SnapshotRecord]) -> tuple[list[NodeKey], list[str]]:
+    """What a run's commits read: the snapshots, and the raw folders (each sorted, once)."""
+    return sorted({k for r in wrote for k in r.read_keys()}), sorted({p for r in wrote for p in r.raw})
+
+
 def render_run_page(
     dag_id: str,
     run_id: str,
@@ -215,7 +220,7 @@ def render_run_page(
     wrote: list[SnapshotRecord],
 ) -> str:
     by_key = {r.key: r for r in records}
-    read_keys = sorted({k for r in wrote for k in r.read_keys()})
+    read_keys, raw = run_inputs(wrote)
     read_rows = []
     for key in read_keys:
         source = by_key.get(key)
@@ -224,7 +229,6 @@ def render_run_page(
             f'<tr class="read" data-table="{escape(key[1])}" data-snapshot="{key[2]}"><td>{escape(key[1])}</td>'
             f"<td><code>{key[2]}</code></td><td>{writer}</td></tr>"
         )
-    raw = sorted({p for r in wrote for p in r.raw})
     raw_rows = "".join(
         f'<tr class="read-raw"><td colspan="3">raw <code>{escape(p)}</code></td></tr>' for p in raw
     )
@@ -297,7 +301,7 @@ def create_app() -> Any:
     def run_json(dag_id: str, run_id: str, user: GetUserDep) -> dict[str, Any]:
         lineage, records, wrote = run_view(dag_id, run_id, readable(user))
         by_key = {r.key: r for r in records}
-        read = sorted({k for r in wrote for k in r.read_keys()})
+        read, raw = run_inputs(wrote)
         return {
             "wrote": [r.to_json() for r in wrote],
             "read": [
@@ -309,7 +313,7 @@ def create_app() -> Any:
                 }
                 for k in read
             ],
-            "raw": sorted({p for r in wrote for p in r.raw}),
+            "raw": raw,
             "errors": lineage.errors,
         }
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ray_operators.assets import iceberg_asset
-from ray_operators.hooks.iceberg import all_catalog_properties
+from ray_operators.hooks.iceberg import all_catalog_properties, catalog_properties_for_lineage
 from ray_operators.operators.ray_job import RayJobOperator
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def catalog_properties(iceberg_conn_id: str) -> dict[str, str]:
+def catalog_properties(iceberg_conn_id: str, every: dict[str, str] | None = None) -> dict[str, str]:
     """Catalog properties of an ``iceberg`` connection, the way ``IcebergHook`` builds them, minus secrets.
 
     Secrets (S3 keys, REST credentials) would be visible in the Ray dashboard if they travelled in
@@ -26,7 +26,7 @@ def catalog_properties(iceberg_conn_id: str) -> dict[str, str]:
     """
     from ray_operators.contract.spec import secret_problem
 
-    props = all_catalog_properties(iceberg_conn_id)
+    props = every if every is not None else all_catalog_properties(iceberg_conn_id)
 
     safe = {}
     for key, value in props.items():
@@ -138,6 +138,8 @@ class LakehouseStageOperator(RayJobOperator):
         self.stage_params = stage_params or {}
         self.iceberg_conn_id = iceberg_conn_id
         self.run_key = run_key
+        #: The connection's catalog properties, read once per process (spec and lineage).
+        self._lineage_catalog: dict[str, str] | None = None
         if ship_package is None:
             import os
 
@@ -175,7 +177,7 @@ class LakehouseStageOperator(RayJobOperator):
         spec = StageSpec(
             stage=self.stage,
             catalog_name=self.iceberg_conn_id,
-            catalog_properties=catalog_properties(self.iceberg_conn_id),
+            catalog_properties=catalog_properties(self.iceberg_conn_id, self._lineage_catalog),
             output_table=self.output_table,
             mode=self.mode,
             inputs=inputs,
@@ -272,12 +274,8 @@ class LakehouseStageOperator(RayJobOperator):
         """Read, in the task's own process, what lineage needs later from connections (the
         listener builds events in a forked child, which must not call the task's supervisor)."""
         super().remember_for_lineage()
-        if getattr(self, "_lineage_catalog", None) is not None:
-            return
-        try:
-            self._lineage_catalog = all_catalog_properties(self.iceberg_conn_id)
-        except Exception as err:  # lineage never fails a task; the stage itself reports the problem
-            self.log.info("Iceberg connection %s for lineage: %s", self.iceberg_conn_id, err)
+        if self._lineage_catalog is None:
+            self._lineage_catalog = catalog_properties_for_lineage(self.iceberg_conn_id, self.log)
 
     def _stage_lineage(self, value: dict[str, Any] | None) -> Any:
         from ray_operators.lineage.openlineage import (
@@ -290,7 +288,7 @@ class LakehouseStageOperator(RayJobOperator):
 
         spec = self.stage_spec()
         result = (value or {}).get("result") or {}
-        catalog = open_catalog(self.iceberg_conn_id, getattr(self, "_lineage_catalog", None))
+        catalog = open_catalog(self.iceberg_conn_id, self._lineage_catalog)
         if spec is not None:
             read = [dict(i.__dict__) for i in spec.inputs]
             raw = [str(p) for p in spec.raw_paths]

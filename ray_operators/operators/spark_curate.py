@@ -108,7 +108,7 @@ class SparkCurateOperator(SparkSubmitOperator):
         spec = StageSpec(
             stage="curate",
             catalog_name=self.iceberg_conn_id,
-            catalog_properties=catalog_properties(self.iceberg_conn_id),
+            catalog_properties=catalog_properties(self.iceberg_conn_id, self._lineage_catalog),
             output_table=self.output_table,
             raw_paths=[str(p) for p in raw],
             run={
@@ -140,7 +140,8 @@ class SparkCurateOperator(SparkSubmitOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from ray_operators.spark.conf import spark_catalog_conf
 
-        # Kept for lineage too: the listener's forked child must not call the task's supervisor.
+        # Read once: the spec and lineage use them too (the listener's forked child must not call
+        # the task's supervisor).
         properties = self._lineage_catalog = all_catalog_properties(self.iceberg_conn_id)
         self._runtime_defaults(properties)
         public, secret = spark_catalog_conf(self.iceberg_conn_id, properties)

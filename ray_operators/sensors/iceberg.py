@@ -172,16 +172,12 @@ class IcebergSnapshotSensor(BaseSensorOperator):
         return self._sensor_lineage(None)
 
     def remember_for_lineage(self) -> None:
-        """Read the ``iceberg`` connection now, in the task's process: the OpenLineage listener
-        builds events in a forked child, which must not call the task's supervisor for it."""
-        if self._lineage_catalog is not None:
-            return
-        from ray_operators.hooks.iceberg import all_catalog_properties
+        """Read the ``iceberg`` connection now, in the task's process (see
+        :func:`~ray_operators.hooks.iceberg.catalog_properties_for_lineage`)."""
+        if self._lineage_catalog is None:
+            from ray_operators.hooks.iceberg import catalog_properties_for_lineage
 
-        try:
-            self._lineage_catalog = all_catalog_properties(self.iceberg_conn_id)
-        except Exception as err:  # lineage never fails a task; the sensor reports the problem
-            self.log.info("Iceberg connection %s for lineage: %s", self.iceberg_conn_id, err)
+            self._lineage_catalog = catalog_properties_for_lineage(self.iceberg_conn_id, self.log)
 
     def _sensor_lineage(self, found: dict[str, Any] | None) -> Any:
         from ray_operators.lineage.openlineage import iceberg_dataset, lineage, open_catalog
