@@ -80,6 +80,20 @@ def pick_model(spec: StageSpec) -> dict[str, Any]:
     return max(rows, key=lambda r: r["model_version"])
 
 
+def _preprocess_state(spec: StageSpec, model: dict[str, Any]) -> dict[str, Any]:
+    """Raw rows: the fitted preprocessing state the model was trained with, by the version its
+    registry row names, so inference sees the scale training saw."""
+    from ray_operators.jobs.preprocess import load_state
+
+    uri = model.get("preprocess_state_uri")
+    if not uri:
+        raise StageError(
+            f"apply_preprocess: model {model['model_name']} v{model['model_version']} was trained on "
+            "features no preprocess stage wrote (its registry row names no preprocessing state)"
+        )
+    return load_state(uri, spec.storage_properties())
+
+
 def run(spec: StageSpec) -> dict[str, Any]:
     from ray.data import ActorPoolStrategy
 
@@ -93,19 +107,10 @@ def run(spec: StageSpec) -> dict[str, Any]:
     with phase("plan read"):
         # A GPU pool runs in Ray's actors; a small CPU-only input runs in the driver.
         ds, _ = read_pinned(spec, item, local_max_bytes=0 if p.num_gpus else p.local_max_bytes)
-    state = None
-    if p.apply_preprocess:
-        # Raw rows: apply the fitted preprocessing state the model was trained with, by the
-        # version its registry row names, so inference sees the scale training saw.
-        from ray_operators.jobs.preprocess import apply_state, load_state
+    state = _preprocess_state(spec, model) if p.apply_preprocess else None
+    if state is not None:
+        from ray_operators.jobs.preprocess import apply_state
 
-        uri = model.get("preprocess_state_uri")
-        if not uri:
-            raise StageError(
-                f"apply_preprocess: model {model['model_name']} v{model['model_version']} was trained on "
-                "features no preprocess stage wrote (its registry row names no preprocessing state)"
-            )
-        state = load_state(uri, spec.storage_properties())
         ds = apply_state(ds, state)
     tag = {
         "model_name": model["model_name"],

@@ -92,6 +92,7 @@ import inspect
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ray_operators.contract.lineage import PREPROCESS_REFIT, PREPROCESS_STATE_URI, PREPROCESS_STATE_VERSION
@@ -661,25 +662,24 @@ def _add_constant(batch: Any, *, column: str, value: Any) -> Any:
     return batch.append_column(column, pa.array([value] * batch.num_rows))
 
 
-def run(spec: StageSpec) -> dict[str, Any]:
-    from datetime import UTC, datetime
+@dataclass
+class _Reads:
+    """What a preprocess run read: its input, the rows it rewrites (``target``: the input, or on a
+    refit the whole input table as of ``as_of``) and the rows it fits on."""
 
-    if len(spec.inputs) != 1:
-        raise StageError(f"preprocess reads exactly one input table, got {len(spec.inputs)}")
-    params: PreprocessParams = spec.typed_params()
-    check_params(params)
-    refit = _truthy(params.refit)
-    item = spec.inputs[0]
-    with phase("catalog load"):
-        catalog = spec.load_catalog()
-        out_table = catalog.load_table(spec.output_table) if catalog.table_exists(spec.output_table) else None
+    ds: Any
+    files: Any
+    rows_in: int
+    target: Any
+    target_rows: int
+    fit_ds: Any
+    fit_rows: int
+    as_of: int | None = None
 
-    # The state this run applies: the one its own commit named (a retry of a committed run), the
-    # table's current one, or a new fit (first run, or a refit).
-    committed = find_committed(out_table, spec.run_key) if out_table is not None else None
+
+def _check_refit_allowed(spec: StageSpec, committed: Any, refit: bool) -> None:
     from ray_operators.iceberg_snapshots import summary_value
 
-    committed_uri = summary_value(committed, PREPROCESS_STATE_URI) if committed is not None else None
     if refit and committed is not None and summary_value(committed, PREPROCESS_REFIT) != "true":
         # Exactly once by run key would make this refit a silent no-op: say so instead.
         raise StageError(
@@ -687,77 +687,109 @@ def run(spec: StageSpec) -> dict[str, Any]:
             f"(snapshot {committed.snapshot_id}) by a run that did not refit: a refit needs a run key "
             "of its own (a new run, with other input snapshots or another interval)"
         )
-    current = state_ref(out_table) if out_table is not None else None
 
+
+def _read_targets(spec: StageSpec, item: TableInput, params: PreprocessParams, refit: bool) -> _Reads:
     ds, files, rows_in = _read(spec, item, params)
-    as_of: int | None = None
-    target, target_rows = ds, rows_in
-    fit_ds, fit_rows = ds, rows_in
+    reads = _Reads(ds, files, rows_in, target=ds, target_rows=rows_in, fit_ds=ds, fit_rows=rows_in)
     if refit:
         # The whole input table as of the run's input snapshot is what the table is rewritten from.
-        as_of = pinned_snapshot(spec, item)
+        reads.as_of = pinned_snapshot(spec, item)
         if item.is_list or item.is_range:
             whole = TableInput(
-                table=item.table, snapshot_id=as_of, columns=item.columns, row_filter=item.row_filter
+                table=item.table, snapshot_id=reads.as_of, columns=item.columns, row_filter=item.row_filter
             )
-            target, _, target_rows = _read(spec, whole, params)
+            reads.target, _, reads.target_rows = _read(spec, whole, params)
         if params.fit_on == "table":
-            fit_ds, fit_rows = target, target_rows
-    if not target_rows and out_table is None:
-        # No rows and no table: there is no schema to create it with. Nothing was written, and a
-        # re-run finds the same nothing, so this is still exactly once; the table comes with data.
-        print(f"no input rows and {spec.output_table} does not exist yet: nothing to write", flush=True)
-        return {
-            "stage": "preprocess",
-            "input": item.__dict__,
-            "incremental_files": files,
-            "output": {"table": spec.output_table, "snapshot_id": None, "rows": 0, "skipped": True},
-            "rows_in": 0,
-            "rows_out": 0,
-            "stats": {},
-            "state": None,
-        }
+            reads.fit_ds, reads.fit_rows = reads.target, reads.target_rows
+    return reads
 
-    state: dict[str, Any] | None = None
-    uri: str | None = None
+
+def _skipped(spec: StageSpec, item: TableInput, files: Any) -> dict[str, Any]:
+    # No rows and no table: there is no schema to create it with. Nothing was written, and a
+    # re-run finds the same nothing, so this is still exactly once; the table comes with data.
+    print(f"no input rows and {spec.output_table} does not exist yet: nothing to write", flush=True)
+    return {
+        "stage": "preprocess",
+        "input": item.__dict__,
+        "incremental_files": files,
+        "output": {"table": spec.output_table, "snapshot_id": None, "rows": 0, "skipped": True},
+        "rows_in": 0,
+        "rows_out": 0,
+        "stats": {},
+        "state": None,
+    }
+
+
+def _fit_new_state(
+    spec: StageSpec,
+    params: PreprocessParams,
+    item: TableInput,
+    out_table: Any | None,
+    current: tuple[str, int] | None,
+    reads: _Reads,
+    refit: bool,
+) -> tuple[str, dict[str, Any]]:
+    from datetime import UTC, datetime
+
+    with phase("execute: fit"):
+        transforms = (
+            fit_transforms(reads.fit_ds, params)
+            if reads.fit_rows
+            else transforms_from_stats(params, {}, {}, {})
+        )
+    body = {
+        "format": STATE_FORMAT,
+        "output_table": spec.output_table,
+        "run_key": spec.run_key,
+        "refit": refit,
+        "fitted_at": datetime.now(UTC).isoformat(),
+        "fitted_on": _fitted_on(item, params.fit_on if refit else "input", reads.as_of, reads.fit_rows),
+        "fitted_with": {
+            "standardize": "exact mean and population std (StandardScaler's fit, exactly rounded)",
+            "minmax": "ray.data.aggregate Min, Max (MinMaxScaler's fit)",
+            "categorical": "ray.data.aggregate.Unique",
+        },
+        "transforms": transforms,
+    }
+    first = (current[1] if current is not None else 0) + 1
+    uri, state = claim_version(state_root(spec, out_table), first, body, spec.storage_properties())
+    if not refit and int(state["version"]) != 1 and (first_fit := _first_version(spec, out_table)):
+        # Lost the race for v1 to a concurrent first run: apply its state, not ours.
+        uri, state = first_fit
+    print(f"preprocess: fitted state v{state['version']} on {reads.fit_rows} rows: {uri}", flush=True)
+    return uri, state
+
+
+def _state_to_apply(
+    spec: StageSpec,
+    params: PreprocessParams,
+    item: TableInput,
+    out_table: Any | None,
+    committed_uri: str | None,
+    reads: _Reads,
+    refit: bool,
+) -> tuple[str | None, dict[str, Any] | None]:
+    """The state this run applies: the one its own commit named (a retry of a committed run), the
+    table's current one, or a new fit (first run, or a refit)."""
+    current = state_ref(out_table) if out_table is not None else None
     if committed_uri:
-        uri, state = committed_uri, load_state(committed_uri, spec.storage_properties())
-    elif current is not None and not refit:
-        uri, state = current[0], load_state(current[0], spec.storage_properties())
-        check_state_matches(state, params, uri)
-    elif not refit and (first_fit := _first_version(spec, out_table)) is not None:
+        return committed_uri, load_state(committed_uri, spec.storage_properties())
+    if current is not None and not refit:
+        state = load_state(current[0], spec.storage_properties())
+        check_state_matches(state, params, current[0])
+        return current[0], state
+    if not refit and (first_fit := _first_version(spec, out_table)) is not None:
         # No state on the branch yet, but a concurrent first run (a backfill's other intervals)
         # already fitted one: every first run applies that one, so the table never holds two
         # scales. Which run fits it is whichever claims v1 first.
         uri, state = first_fit
         check_state_matches(state, params, uri)
         print(f"preprocess: applying v1, fitted by a concurrent first run: {uri}", flush=True)
-    elif fit_rows or not params.fitted_columns:
-        with phase("execute: fit"):
-            transforms = (
-                fit_transforms(fit_ds, params) if fit_rows else transforms_from_stats(params, {}, {}, {})
-            )
-        body = {
-            "format": STATE_FORMAT,
-            "output_table": spec.output_table,
-            "run_key": spec.run_key,
-            "refit": refit,
-            "fitted_at": datetime.now(UTC).isoformat(),
-            "fitted_on": _fitted_on(item, params.fit_on if refit else "input", as_of, fit_rows),
-            "fitted_with": {
-                "standardize": "exact mean and population std (StandardScaler's fit, exactly rounded)",
-                "minmax": "ray.data.aggregate Min, Max (MinMaxScaler's fit)",
-                "categorical": "ray.data.aggregate.Unique",
-            },
-            "transforms": transforms,
-        }
-        first = (current[1] if current is not None else 0) + 1
-        uri, state = claim_version(state_root(spec, out_table), first, body, spec.storage_properties())
-        if not refit and int(state["version"]) != 1 and (first_fit := _first_version(spec, out_table)):
-            # Lost the race for v1 to a concurrent first run: apply its state, not ours.
-            uri, state = first_fit
-        print(f"preprocess: fitted state v{state['version']} on {fit_rows} rows: {uri}", flush=True)
-    elif refit:
+        return uri, state
+    if reads.fit_rows or not params.fitted_columns:
+        return _fit_new_state(spec, params, item, out_table, current, reads, refit)
+    if refit:
         raise StageError(
             f"refit on fit_on={params.fit_on!r}: no rows to fit on"
             + (
@@ -766,11 +798,15 @@ def run(spec: StageSpec) -> dict[str, Any]:
                 else ""
             )
         )
-    # else: no rows yet and nothing fitted: an empty commit with no state; the first rows fit it.
+    # No rows yet and nothing fitted: an empty commit with no state; the first rows fit it.
+    return None, None
 
-    if state is not None and target_rows:
+
+def _transformed(spec: StageSpec, reads: _Reads, state: dict[str, Any] | None) -> Any:
+    target = reads.target
+    if state is not None and reads.target_rows:
         target = apply_state(target, state)
-    if target_rows and spec.slice_filter and spec.slice_filter["column"] not in target.schema().names:
+    if reads.target_rows and spec.slice_filter and spec.slice_filter["column"] not in target.schema().names:
         # The run's slice (e.g. its data-interval date) tags every row it writes, so an overwrite
         # of that slice replaces exactly this run's output on a replay or a backfill.
         target = target.map_batches(
@@ -779,7 +815,17 @@ def run(spec: StageSpec) -> dict[str, Any]:
             batch_format="pyarrow",
         )
     with phase("execute: apply state"):
-        target = target.materialize()
+        return target.materialize()
+
+
+def _commit(
+    spec: StageSpec,
+    target: Any,
+    target_rows: int,
+    state: dict[str, Any] | None,
+    uri: str | None,
+    refit: bool,
+) -> dict[str, Any]:
     schema = target.schema().base_schema if target_rows else None
     if schema is not None:
         ensure_table(spec, spec.output_table, schema)
@@ -794,19 +840,44 @@ def run(spec: StageSpec) -> dict[str, Any]:
         if spec.slice_filter:
             # A refit replaces the whole table, whatever slice the run was given.
             commit_spec = StageSpec.from_json({**spec.to_json(), "slice_filter": None})
-    result = commit_exactly_once(
+    return commit_exactly_once(
         commit_spec,
         target if target_rows else None,
         schema=schema,
         extra_properties=extra,
         mode="overwrite" if refit else None,
     )
+
+
+def run(spec: StageSpec) -> dict[str, Any]:
+    if len(spec.inputs) != 1:
+        raise StageError(f"preprocess reads exactly one input table, got {len(spec.inputs)}")
+    params: PreprocessParams = spec.typed_params()
+    check_params(params)
+    refit = _truthy(params.refit)
+    item = spec.inputs[0]
+    with phase("catalog load"):
+        catalog = spec.load_catalog()
+        out_table = catalog.load_table(spec.output_table) if catalog.table_exists(spec.output_table) else None
+
+    committed = find_committed(out_table, spec.run_key) if out_table is not None else None
+    from ray_operators.iceberg_snapshots import summary_value
+
+    committed_uri = summary_value(committed, PREPROCESS_STATE_URI) if committed is not None else None
+    _check_refit_allowed(spec, committed, refit)
+
+    reads = _read_targets(spec, item, params, refit)
+    if not reads.target_rows and out_table is None:
+        return _skipped(spec, item, reads.files)
+    uri, state = _state_to_apply(spec, params, item, out_table, committed_uri, reads, refit)
+    target = _transformed(spec, reads, state)
+    result = _commit(spec, target, reads.target_rows, state, uri, refit)
     return {
         "stage": "preprocess",
         "input": item.__dict__,
-        "incremental_files": files,
+        "incremental_files": reads.files,
         "output": result,
-        "rows_in": target_rows,
+        "rows_in": reads.target_rows,
         "rows_out": result["rows"],
         "stats": display_stats(state),
         "state": {

@@ -24,6 +24,7 @@ Train's ``Result.return_value``), artifact URI, input table and snapshot id, and
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -200,40 +201,28 @@ def _registered(spec: StageSpec, result: dict[str, Any], row: dict[str, Any]) ->
 HEALTH_CHECK_INTERVAL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 
 
-def run(spec: StageSpec) -> dict[str, Any]:
-    import os
-
-    from ray_operators.jobs.execution import LocalDataset
-
-    # No early warm-up of task workers here: Ray Train's actors never reuse them, and a small
-    # feature snapshot is read in the driver (read_pinned starts workers for a big one).
-    with phase("import torch + Ray Train"):
-        import numpy as np
-        import ray.data
-        import ray.train
-        from ray.train.torch import TorchTrainer
-
-    if len(spec.inputs) != 1 or spec.inputs[0].snapshot_id is None:
-        raise StageError("train reads exactly one feature table pinned to a snapshot_id")
-    p = spec.typed_params()
-    features, label = list(p.feature_columns), p.label_column
-    if not features or not label:
-        raise StageError("train needs params.feature_columns and params.label_column")
-    name = p.model_name or spec.output_table.rpartition(".")[2]
-    with phase("catalog load"):
-        registry = _ensure_registry(spec)
+def _already_registered(spec: StageSpec, registry: Any) -> dict[str, Any] | None:
+    """The registration of this run key, when a run with it already committed one."""
     done = find_committed(registry, spec.run_key)
-    if done is not None:
-        rows = [
-            r
-            for r in registry.scan(snapshot_id=done.snapshot_id).to_arrow().to_pylist()
-            if r["run_key"] == spec.run_key
-        ]
-        return _registered(
-            spec,
-            {"table": spec.output_table, "snapshot_id": done.snapshot_id, "rows": 1, "skipped": True},
-            rows[0],
-        )
+    if done is None:
+        return None
+    rows = [
+        r
+        for r in registry.scan(snapshot_id=done.snapshot_id).to_arrow().to_pylist()
+        if r["run_key"] == spec.run_key
+    ]
+    return _registered(
+        spec,
+        {"table": spec.output_table, "snapshot_id": done.snapshot_id, "rows": 1, "skipped": True},
+        rows[0],
+    )
+
+
+def _read_training_data(
+    spec: StageSpec, p: Any, features: list[str], label: str
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The pinned feature snapshot, read once and cached: ``(item, dataset, read figures)``."""
+    import ray.data
 
     from ray_operators.jobs.read import read_pinned
 
@@ -254,7 +243,20 @@ def run(spec: StageSpec) -> dict[str, Any]:
         ds = ds.select_columns([*features, label]).materialize()
     cached = {"rows": ds.count(), "blocks": ds.num_blocks(), "requested_blocks": read_blocks}
     print(f"training read of {item.table}@{item.snapshot_id}: {cached}", flush=True)
-    train_ds, test_ds = ds.train_test_split(test_size=float(p.holdout), seed=int(p.seed))
+    return item, ds, cached
+
+
+def _fit(
+    spec: StageSpec, p: Any, features: list[str], label: str, name: str, train_ds: Any, use_gpu: bool
+) -> tuple[str, dict[str, float]]:
+    """Train with Ray Train's TorchTrainer: ``(artifact uri, metrics)``."""
+    import os
+
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from ray_operators.jobs.execution import LocalDataset
+
     # A snapshot read in the driver reaches each training worker as its equal shard, put in the
     # object store once (as streaming_split(equal=True) would cut it): no Ray Data execution and
     # none of its coordinating actors, whose start-up is most of a small training run.
@@ -263,7 +265,6 @@ def run(spec: StageSpec) -> dict[str, Any]:
     root = "" if p.artifact_root and p.storage_path else storage.storage_root(spec)
     run_dir = artifact_dir(p.artifact_root or root + "/models", name, spec.run_key)
     artifact_uri = f"{run_dir}/model.pt"
-    use_gpu = resolve_use_gpu(p.use_gpu)
     config = {
         "features": features,
         "label": label,
@@ -308,8 +309,15 @@ def run(spec: StageSpec) -> dict[str, Any]:
     metrics.update(
         {"loss": float(losses[-1]), "first_epoch_loss": float(losses[0]), "epochs": float(len(losses))}
     )
+    return artifact_uri, metrics
 
-    # Held-out evaluation with the saved artifact: what inference will load.
+
+def _holdout_metrics(
+    spec: StageSpec, p: Any, features: list[str], label: str, artifact_uri: str, test_ds: Any
+) -> dict[str, float]:
+    """Held-out evaluation with the saved artifact: what inference will load."""
+    import numpy as np
+
     with phase("holdout: load model + read"):
         model = build_model(len(features), int(p.hidden), int(p.num_classes))
         model.load_state_dict(load_state(artifact_uri, spec.storage_properties()))
@@ -317,6 +325,7 @@ def run(spec: StageSpec) -> dict[str, Any]:
         held = test_ds.to_pandas()
     import torch
 
+    metrics: dict[str, float] = {}
     with torch.no_grad():
         logits = model(torch.tensor(held[features].to_numpy(dtype=np.float32)))
     predicted = logits.argmax(dim=1).numpy()
@@ -325,6 +334,33 @@ def run(spec: StageSpec) -> dict[str, Any]:
         target = torch.tensor(held[label].to_numpy(dtype=np.int64))
         metrics["holdout_loss"] = float(torch.nn.functional.cross_entropy(logits, target))
     metrics["holdout_rows"] = float(len(held))
+    return metrics
+
+
+def run(spec: StageSpec) -> dict[str, Any]:
+    # No early warm-up of task workers here: Ray Train's actors never reuse them, and a small
+    # feature snapshot is read in the driver (read_pinned starts workers for a big one).
+    with phase("import torch + Ray Train"):
+        for module in ("numpy", "ray.data", "ray.train", "ray.train.torch"):
+            importlib.import_module(module)
+
+    if len(spec.inputs) != 1 or spec.inputs[0].snapshot_id is None:
+        raise StageError("train reads exactly one feature table pinned to a snapshot_id")
+    p = spec.typed_params()
+    features, label = list(p.feature_columns), p.label_column
+    if not features or not label:
+        raise StageError("train needs params.feature_columns and params.label_column")
+    name = p.model_name or spec.output_table.rpartition(".")[2]
+    with phase("catalog load"):
+        registry = _ensure_registry(spec)
+    if (registered := _already_registered(spec, registry)) is not None:
+        return registered
+
+    item, ds, cached = _read_training_data(spec, p, features, label)
+    train_ds, test_ds = ds.train_test_split(test_size=float(p.holdout), seed=int(p.seed))
+    use_gpu = resolve_use_gpu(p.use_gpu)
+    artifact_uri, metrics = _fit(spec, p, features, label, name, train_ds, use_gpu)
+    metrics.update(_holdout_metrics(spec, p, features, label, artifact_uri, test_ds))
 
     row = {
         "model_name": name,
