@@ -495,69 +495,51 @@ def _run(bag: Any, dag_id: str) -> dict[str, Any]:
 # ---- the report: numbers read back from the tables ----------------------------------------------
 
 
-def build_report(runs: list[dict[str, Any]], batch: dict[str, Any], seconds: float) -> dict[str, Any]:
+def _sensor_row(run: dict[str, Any], task_id: str, value: Any) -> dict[str, Any]:
+    found = value if isinstance(value, dict) else {}
+    return {
+        "dag_id": run["dag_id"],
+        "task_id": task_id,
+        "kind": "sensor",
+        "snapshot_ids": found.get("snapshot_ids"),
+        # "requested" when the run's params named the snapshots, else what it saw
+        "found_by": found.get("kind"),
+    }
+
+
+def _stage_row(run: dict[str, Any], task_id: str, value: dict[str, Any]) -> dict[str, Any]:
+    result = value.get("result") or {}
+    output = result.get("output") or {}
+    duration = None
+    if value.get("start_time") and value.get("end_time"):
+        duration = (value["end_time"] - value["start_time"]) / 1000
+    return {
+        "dag_id": run["dag_id"],
+        "task_id": task_id,
+        "kind": result.get("stage"),
+        "engine": result.get("engine", "ray"),
+        # The Ray job, or the Spark application that ran the stage.
+        "ray_job": value.get("submission_id") or f"spark: {value.get('spark_app_id')}",
+        "status": value.get("status", "SUCCEEDED"),
+        "seconds": duration,
+        "rows_in": result.get("rows_in"),
+        "rows_out": result.get("rows_out", output.get("rows")),
+        "quarantined": result.get("quarantined"),
+        "output_table": output.get("table"),
+        "snapshot_id": output.get("snapshot_id"),
+        "skipped": output.get("skipped"),
+        "metrics": result.get("metrics"),
+        "model": f"{result['model_name']} v{result['model_version']}" if result.get("model_name") else None,
+        "incremental_files": result.get("incremental_files"),
+        "ray": result.get("ray"),
+        "artifact_uri": result.get("artifact_uri"),
+    }
+
+
+def _lineage_chain(catalog: Any, stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """From the predictions snapshot back through each snapshot's pinned inputs to the curated
+    table (the raw files and the model registry end the walk)."""
     from ray_operators.contract.lineage import INPUT_PREFIX, RUN_ID, RUN_KEY, read_snapshot_ids
-    from ray_operators.hooks.iceberg import build_catalog
-
-    catalog = build_catalog(CONN_ICEBERG)
-    stages = []
-    for run in runs:
-        for task_id, value in run["tasks"].items():
-            if not isinstance(value, dict) or "result" not in value:
-                found = value if isinstance(value, dict) else {}
-                stages.append(
-                    {
-                        "dag_id": run["dag_id"],
-                        "task_id": task_id,
-                        "kind": "sensor",
-                        "snapshot_ids": found.get("snapshot_ids"),
-                        # "requested" when the run's params named the snapshots, else what it saw
-                        "found_by": found.get("kind"),
-                    }
-                )
-                continue
-            result = value.get("result") or {}
-            output = result.get("output") or {}
-            duration = None
-            if value.get("start_time") and value.get("end_time"):
-                duration = (value["end_time"] - value["start_time"]) / 1000
-            stages.append(
-                {
-                    "dag_id": run["dag_id"],
-                    "task_id": task_id,
-                    "kind": result.get("stage"),
-                    "engine": result.get("engine", "ray"),
-                    # The Ray job, or the Spark application that ran the stage.
-                    "ray_job": value.get("submission_id") or f"spark: {value.get('spark_app_id')}",
-                    "status": value.get("status", "SUCCEEDED"),
-                    "seconds": duration,
-                    "rows_in": result.get("rows_in"),
-                    "rows_out": result.get("rows_out", output.get("rows")),
-                    "quarantined": result.get("quarantined"),
-                    "output_table": output.get("table"),
-                    "snapshot_id": output.get("snapshot_id"),
-                    "skipped": output.get("skipped"),
-                    "metrics": result.get("metrics"),
-                    "model": f"{result['model_name']} v{result['model_version']}"
-                    if result.get("model_name")
-                    else None,
-                    "incremental_files": result.get("incremental_files"),
-                    "ray": result.get("ray"),
-                    "artifact_uri": result.get("artifact_uri"),
-                }
-            )
-
-    def table_rows(name: str) -> int | None:
-        try:
-            return len(catalog.load_table(name).scan().to_arrow())
-        except Exception:
-            return None
-
-    def location(name: str) -> str | None:
-        try:
-            return catalog.load_table(name).location()
-        except Exception:
-            return None
 
     lineage = []
     predictions = next((s for s in stages if s.get("kind") == "infer"), None)
@@ -586,14 +568,42 @@ def build_report(runs: list[dict[str, Any]], batch: dict[str, Any], seconds: flo
             if source not in ("raw", "ml.models") and read:
                 node = (source, read[-1])
                 break
+    return lineage
+
+
+def _table_rows(catalog: Any, name: str) -> int | None:
+    try:
+        return len(catalog.load_table(name).scan().to_arrow())
+    except Exception:
+        return None
+
+
+def _location(catalog: Any, name: str) -> str | None:
+    try:
+        return catalog.load_table(name).location()
+    except Exception:
+        return None
+
+
+def build_report(runs: list[dict[str, Any]], batch: dict[str, Any], seconds: float) -> dict[str, Any]:
+    from ray_operators.hooks.iceberg import build_catalog
+
+    catalog = build_catalog(CONN_ICEBERG)
+    stages = []
+    for run in runs:
+        for task_id, value in run["tasks"].items():
+            if not isinstance(value, dict) or "result" not in value:
+                stages.append(_sensor_row(run, task_id, value))
+            else:
+                stages.append(_stage_row(run, task_id, value))
     return {
         "batch": batch,
         "seconds": seconds,
         "runs": [{k: r[k] for k in ("dag_id", "run_id", "state", "seconds", "started_by")} for r in runs],
         "stages": stages,
-        "lineage": lineage,
-        "tables": {name: table_rows(name) for name in TABLES},
-        "locations": {name: location(name) for name in TABLES},
+        "lineage": _lineage_chain(catalog, stages),
+        "tables": {name: _table_rows(catalog, name) for name in TABLES},
+        "locations": {name: _location(catalog, name) for name in TABLES},
     }
 
 
