@@ -64,7 +64,7 @@ def write_dagfactory(folder: Path, n: int) -> None:
     import yaml
 
     from ray_operators.pipelines.graph import build_graph
-    from ray_operators.pipelines.spec import load_pipeline
+    from ray_operators.pipelines.loader import load_pipeline
 
     graph = build_graph(load_pipeline(REPO / "dags" / "pipelines" / "lakehouse.yaml").pipeline)
     args = graph.dag_arguments

@@ -16,17 +16,14 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from ray_operators.pipelines.errors import SpecError
+from ray_operators.pipelines.converters import TaskNode
+from ray_operators.pipelines.errors import PipelineSpecError
 from ray_operators.pipelines.graph import PipelineGraph, build_graph
-from ray_operators.pipelines.spec import LoadedPipeline, find_specs, load_pipeline
+from ray_operators.pipelines.loader import LoadedPipeline, find_specs, load_pipeline
 
 log = logging.getLogger(__name__)
 FOLDERS_ENV = "RAY_LAKEHOUSE_PIPELINE_DIRS"
 STRICT_ENV = "RAY_LAKEHOUSE_STRICT"
-
-
-class PipelineSpecError(Exception):
-    """Raised (at DAG validation, so that only the broken specs fail) for specs that do not load."""
 
 
 def pipeline_folders(default: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
@@ -66,7 +63,7 @@ def load_dags(
             for warning in loaded.warnings:
                 log.warning("%s", warning.format(context=0))
             dag = build_dag(loaded)
-        except SpecError as err:
+        except PipelineSpecError as err:
             if strict:
                 raise
             broken.append(str(err))
@@ -185,7 +182,8 @@ def _params(params: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _operator(node: Any, registry: dict[str, Any]) -> Any:
+def _operator(node: TaskNode, registry: dict[str, Any]) -> Any:
+    """The node's operator, its inlets and outlets the DAG's shared asset objects."""
     module, _, name = node.operator.rpartition(".")
     cls = getattr(import_module(module), name)
     kwargs = dict(node.arguments)
@@ -198,16 +196,10 @@ def _operator(node: Any, registry: dict[str, Any]) -> Any:
             registry[table] = iceberg_asset(table, iceberg_conn_id=conn)
         return registry[table]
 
-    inlets = kwargs.pop("inlet_tables", None)
-    outlets = kwargs.pop("outlet_tables", None)
-    if inlets is not None:
-        kwargs["inlets"] = [asset(t) for t in inlets]
-    if outlets is not None:
-        kwargs["outlets"] = [asset(t) for t in outlets]
-    if node.operator.endswith("LakehouseStageOperator"):
-        if node.reads:
-            kwargs["inlets"] = [asset(t) for t in node.reads if t]
-        kwargs["outlets"] = [asset(kwargs["output_table"])]
+    if node.inlets:
+        kwargs["inlets"] = [asset(t) for t in node.inlets]
+    if node.outlets:
+        kwargs["outlets"] = [asset(t) for t in node.outlets]
     return cls(task_id=node.task_id, **kwargs)
 
 

@@ -16,8 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-from ray_operators.pipelines.errors import SpecError
-from ray_operators.pipelines.spec import find_specs, load_pipeline
+from ray_operators.pipelines.errors import PipelineSpecError
+from ray_operators.pipelines.loader import find_specs, load_pipeline
 
 DEFAULT_FOLDER = Path("dags") / "pipelines"
 SCHEMA_FILE = Path(__file__).with_name("pipeline.schema.json")
@@ -42,7 +42,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for path in specs:
         try:
             loaded = load_pipeline(path)
-        except SpecError as err:
+        except PipelineSpecError as err:
             failed += 1
             print(err, file=sys.stderr)
             continue
@@ -69,7 +69,7 @@ def _find(name: str, folders: list[Path]):
     for path in find_specs(*folders):
         try:
             loaded = load_pipeline(path)
-        except SpecError:
+        except PipelineSpecError:
             continue
         if loaded.pipeline.name == name:
             return loaded
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except SpecError as err:
+    except PipelineSpecError as err:
         print(err, file=sys.stderr)
         return 1
     except LookupError as err:

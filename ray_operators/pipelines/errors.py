@@ -39,10 +39,16 @@ class SpecIssue:
         return self.format()
 
 
-class SpecError(ValueError):
-    """One or more errors in a pipeline spec; ``str()`` lists them all with their locations."""
+class PipelineSpecError(ValueError):
+    """A pipeline spec that does not load. ``issues`` lists each problem with its file, line and
+    column, and ``str()`` shows them all; a problem that is at no one place (two spec files that
+    name one pipeline, or the specs a DAG file could not load) is a plain message with no issues."""
 
-    def __init__(self, issues: Iterable[SpecIssue]) -> None:
+    def __init__(self, issues: Iterable[SpecIssue] | str) -> None:
+        if isinstance(issues, str):
+            self.issues: list[SpecIssue] = []
+            super().__init__(issues)
+            return
         self.issues = list(issues)
         super().__init__("\n".join(i.format() for i in self.issues))
 

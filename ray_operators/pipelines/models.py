@@ -311,7 +311,16 @@ Stage = Annotated[
     SenseStage | CurateStage | PreprocessStage | TrainStage | InferStage | RayJobStage,
     Field(discriminator="kind"),
 ]
-STAGE_KINDS = ("sense", "curate", "preprocess", "train", "infer", "ray_job")
+#: Each stage kind's model (the ``kind`` discriminator's value -> the class it selects).
+STAGE_MODELS: dict[str, type[StageBase]] = {
+    "sense": SenseStage,
+    "curate": CurateStage,
+    "preprocess": PreprocessStage,
+    "train": TrainStage,
+    "infer": InferStage,
+    "ray_job": RayJobStage,
+}
+STAGE_KINDS = tuple(STAGE_MODELS)
 
 
 class Pipeline(Strict):

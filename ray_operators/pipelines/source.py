@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ray_operators.pipelines.errors import SpecError, SpecIssue
+from ray_operators.pipelines.errors import PipelineSpecError, SpecIssue
 
 Path_ = tuple[Any, ...]
 _VAR = re.compile(r"\$(\$?)\{([^}]*)\}")
@@ -66,14 +66,14 @@ class Source:
 
 
 def load_source(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Source:
-    """Read and safely parse one spec file. Raises :class:`SpecError` with positions."""
+    """Read and safely parse one spec file. Raises :class:`PipelineSpecError` with positions."""
     import yaml
 
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise SpecError(
+        raise PipelineSpecError(
             [SpecIssue(str(path), 1, 1, f"cannot read the spec: {err.strerror or err}")]
         ) from None
     env = os.environ if env is None else env
@@ -85,16 +85,16 @@ def load_source(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         mark = err.problem_mark or err.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         message = f"not valid YAML: {err.problem or err}" + (f" ({err.context})" if err.context else "")
-        raise SpecError([SpecIssue(str(path), line, column, message, text=text)]) from None
+        raise PipelineSpecError([SpecIssue(str(path), line, column, message, text=text)]) from None
     finally:
         loader.dispose()
     source = Source(path=path, text=text, data=None)
     issues: list[SpecIssue] = []
     if node is None:
-        raise SpecError([SpecIssue(str(path), 1, 1, "the spec is empty", text=text)])
+        raise PipelineSpecError([SpecIssue(str(path), 1, 1, "the spec is empty", text=text)])
     source.data = _build(node, (), source, env, issues, loader)
     if issues:
-        raise SpecError(issues)
+        raise PipelineSpecError(issues)
     return source
 
 

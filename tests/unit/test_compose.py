@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ray_operators.pipelines.spec import find_specs, load_pipeline
+from ray_operators.pipelines.loader import find_specs, load_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yaml"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ray_operators.pipelines.errors import SpecError
+from ray_operators.pipelines.errors import PipelineSpecError
+from ray_operators.pipelines.loader import find_specs, load_pipeline
 from ray_operators.pipelines.models import json_schema
-from ray_operators.pipelines.spec import find_specs, load_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "dags" / "pipelines"
@@ -331,7 +331,7 @@ def test_invalid_spec_reports_file_line_column_message_and_suggestion(
     monkeypatch.delenv("RAY_LAKEHOUSE_TEST_UNSET", raising=False)
     path = tmp_path / f"{case}.yaml"
     path.write_text(text)
-    with pytest.raises(SpecError) as err:
+    with pytest.raises(PipelineSpecError) as err:
         load_pipeline(path)
     line, column = _expected(text, token)
     matching = [i for i in err.value.issues if re.search(message, i.message)]
@@ -358,7 +358,7 @@ def test_every_error_in_a_file_is_reported_at_once(tmp_path):
         BASE.replace("kind: preprocess", "kind: preprocess\n    standardise: [x]")
         + "schedual: '@daily'\nretries: -2\n"
     )
-    with pytest.raises(SpecError) as err:
+    with pytest.raises(PipelineSpecError) as err:
         load_pipeline(path)
     messages = [i.message for i in err.value.issues]
     assert any("standardise" in m for m in messages)

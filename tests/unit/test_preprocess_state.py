@@ -320,7 +320,7 @@ def test_refit_reads_as_of_the_newest_snapshot_of_the_input(tmp_path):
 
 def test_pipeline_refit_and_fit_on_reach_the_stage_params(tmp_path):
     from ray_operators.pipelines.graph import build_graph
-    from ray_operators.pipelines.spec import load_pipeline
+    from ray_operators.pipelines.loader import load_pipeline
 
     spec = tmp_path / "p.yaml"
     spec.write_text(
