@@ -97,7 +97,7 @@ def latency(root: Path, poll_interval: float, samples: int) -> list[float]:
 def cost(root: Path, tables: int, polls: int, counter: SqlCounter) -> dict[str, tuple[float, float]]:
     from airflow.providers.apache.iceberg.triggers.iceberg import IcebergTableSnapshotTrigger
 
-    from ray_operators.hooks.iceberg import TableWatch, build_catalog
+    from ray_operators.iceberg_catalog import TableWatch, build_catalog
 
     writer = open_catalog(root, CONN)
     names = [f"db.t{tables}_{i}" for i in range(tables)]

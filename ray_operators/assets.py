@@ -127,7 +127,7 @@ def convert_asset_to_openlineage(asset: Asset, lineage_context: Any) -> Any:
     catalog_name, table = parse_asset_uri(asset.uri)
     conn_id = str((asset.extra or {}).get("iceberg_conn_id") or catalog_name)
     try:
-        from ray_operators.hooks.iceberg import build_catalog
+        from ray_operators.iceberg_catalog import build_catalog
         from ray_operators.lineage.openlineage import iceberg_dataset
 
         dataset = iceberg_dataset(build_catalog(conn_id), table)

@@ -80,10 +80,9 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "operators": [{"integration-name": "Ray", "python-modules": ["ray_operators.operators.ray_job"]}],
         "sensors": [{"integration-name": "Iceberg", "python-modules": ["ray_operators.sensors.iceberg"]}],
-        "hooks": [
-            {"integration-name": "Ray", "python-modules": ["ray_operators.hooks.ray"]},
-            {"integration-name": "Iceberg", "python-modules": ["ray_operators.hooks.iceberg"]},
-        ],
+        # Iceberg's hook is the Apache Iceberg provider's IcebergHook (ray_operators.iceberg_catalog
+        # builds on it and holds no hook of its own).
+        "hooks": [{"integration-name": "Ray", "python-modules": ["ray_operators.hooks.ray"]}],
         "triggers": [
             {"integration-name": "Ray", "python-modules": ["ray_operators.triggers.ray_job"]},
             {"integration-name": "Iceberg", "python-modules": ["ray_operators.triggers.iceberg"]},

@@ -586,7 +586,7 @@ def _location(catalog: Any, name: str) -> str | None:
 
 
 def build_report(runs: list[dict[str, Any]], batch: dict[str, Any], seconds: float) -> dict[str, Any]:
-    from ray_operators.hooks.iceberg import build_catalog
+    from ray_operators.iceberg_catalog import build_catalog
 
     catalog = build_catalog(CONN_ICEBERG)
     stages = []
@@ -611,7 +611,7 @@ def export_tables(folder: Path) -> None:
     """Every demo table's current rows, as ``<folder>/<table>.parquet``."""
     import pyarrow.parquet as pq
 
-    from ray_operators.hooks.iceberg import build_catalog
+    from ray_operators.iceberg_catalog import build_catalog
 
     catalog = build_catalog(CONN_ICEBERG)
     folder.mkdir(parents=True, exist_ok=True)

@@ -80,7 +80,7 @@ _catalogs_lock = threading.Lock()
 
 
 def _catalog(conn_id: str) -> Any:
-    from ray_operators.hooks.iceberg import build_catalog
+    from ray_operators.iceberg_catalog import build_catalog
 
     now = time.monotonic()
     with _catalogs_lock:

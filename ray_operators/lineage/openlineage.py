@@ -96,7 +96,7 @@ def open_catalog(conn_id: str, properties: Mapping[str, str] | None) -> Any | No
             from pyiceberg.catalog import load_catalog
 
             return load_catalog(conn_id, **dict(properties))
-        from ray_operators.hooks.iceberg import build_catalog
+        from ray_operators.iceberg_catalog import build_catalog
 
         return build_catalog(conn_id)
     except Exception:  # lineage never fails a task

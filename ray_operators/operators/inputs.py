@@ -141,7 +141,7 @@ def _by_read_mode(
     ref: dict[str, Any], context: Context, conn_id: str, load_metadata: Any = None
 ) -> tuple[dict[str, Any], str]:
     if load_metadata is None:
-        from ray_operators.hooks.iceberg import build_catalog
+        from ray_operators.iceberg_catalog import build_catalog
 
         def load_metadata(table: str) -> Any:
             return build_catalog(conn_id).load_table(table).metadata

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ray_operators.assets import iceberg_asset
-from ray_operators.hooks.iceberg import all_catalog_properties, catalog_properties_for_lineage
+from ray_operators.iceberg_catalog import all_catalog_properties, catalog_properties_for_lineage
 from ray_operators.operators.ray_job import RayJobOperator
 
 if TYPE_CHECKING:
@@ -217,7 +217,7 @@ class LakehouseStageOperator(RayJobOperator):
         re-run submits the job again, and the job (exactly once by run key, on the branch) writes
         again instead of reporting the rolled-back snapshot."""
         from ray_operators.contract.result import parse_result
-        from ray_operators.hooks.iceberg import build_catalog
+        from ray_operators.iceberg_catalog import build_catalog
         from ray_operators.iceberg_snapshots import ancestors
 
         result = parse_result(self.hook.get_job_logs(str(info["submission_id"]))) or {}

@@ -39,7 +39,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
     ) from err
 
 from ray_operators.assets import iceberg_asset
-from ray_operators.hooks.iceberg import all_catalog_properties
+from ray_operators.iceberg_catalog import all_catalog_properties
 from ray_operators.operators.lakehouse import catalog_properties, run_key_for
 
 if TYPE_CHECKING:
@@ -175,7 +175,7 @@ class SparkCurateOperator(SparkSubmitOperator):
         from ray_operators.contract.lineage import RUN_KEY, SPARK_APP_ID
         from ray_operators.contract.spec import StageSpec
         from ray_operators.curation import protocol
-        from ray_operators.hooks.iceberg import build_catalog
+        from ray_operators.iceberg_catalog import build_catalog
         from ray_operators.iceberg_snapshots import committed_with, lineage_of
 
         spec = StageSpec.decode(encoded_spec)

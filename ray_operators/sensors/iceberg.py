@@ -173,9 +173,9 @@ class IcebergSnapshotSensor(BaseSensorOperator):
 
     def remember_for_lineage(self) -> None:
         """Read the ``iceberg`` connection now, in the task's process (see
-        :func:`~ray_operators.hooks.iceberg.catalog_properties_for_lineage`)."""
+        :func:`~ray_operators.iceberg_catalog.catalog_properties_for_lineage`)."""
         if self._lineage_catalog is None:
-            from ray_operators.hooks.iceberg import catalog_properties_for_lineage
+            from ray_operators.iceberg_catalog import catalog_properties_for_lineage
 
             self._lineage_catalog = catalog_properties_for_lineage(self.iceberg_conn_id, self.log)
 
@@ -238,7 +238,7 @@ class IcebergSnapshotSensor(BaseSensorOperator):
         return SnapshotFilter(self.operations, self.ignore_summary, int(self.min_added_records))
 
     def _metadata(self) -> Any | None:
-        from ray_operators.hooks.iceberg import TableWatch, build_catalog
+        from ray_operators.iceberg_catalog import TableWatch, build_catalog
 
         if self._watch is None:
             self._watch = TableWatch(build_catalog(self.iceberg_conn_id), self.table)

@@ -159,7 +159,7 @@ class IcebergSnapshotTrigger(BaseEventTrigger):
     # ---- the loop --------------------------------------------------------------------------
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from ray_operators.hooks.iceberg import (
+        from ray_operators.iceberg_catalog import (
             IcebergWatchError,
             TableWatch,
             build_catalog,

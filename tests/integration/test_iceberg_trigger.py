@@ -182,7 +182,7 @@ def test_bad_table_name_is_refused_at_construction():
 
 
 def test_transient_errors_are_retried(iceberg, monkeypatch):
-    from ray_operators.hooks import iceberg as hooks
+    from ray_operators import iceberg_catalog as hooks
 
     real_poll, failures = hooks.TableWatch.poll, {"left": 2}
 

@@ -94,7 +94,7 @@ def test_airflow_side_modules_import_no_heavy_packages():
         "ray_operators.get_provider_info",
         "ray_operators.sensors.iceberg",
         "ray_operators.triggers.iceberg",
-        "ray_operators.hooks.iceberg",
+        "ray_operators.iceberg_catalog",
         "ray_operators.assets",
         "ray_operators.iceberg_snapshots",
         "ray_operators.lineage.web",

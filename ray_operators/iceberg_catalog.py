@@ -1,4 +1,4 @@
-"""Reading Iceberg table state through the ``iceberg`` connection of the Apache Iceberg provider.
+"""The catalog an ``iceberg`` connection names, and reading its tables' state for watchers.
 
 We reuse ``IcebergHook`` (``apache-airflow-providers-apache-iceberg``) and its ``iceberg``
 connection type; this module adds what watching snapshots needs on top of it: one catalog per
