@@ -6,7 +6,7 @@
 (2) Training ingest rows/s through ``iter_torch_batches`` over a pinned ``read_iceberg`` against a
     raw pyarrow read of the same data files converted to torch tensors batch by batch: plain
     ``iter_torch_batches`` at the training batch size, and what the train stage does (the pinned
-    read cached once, then ``ray_operators.jobs.ingest.iter_minibatches`` each epoch) over 5
+    read cached once, then ``ray_operators.jobs.train_batches.iter_minibatches`` each epoch) over 5
     epochs. Goal: at least 0.8 of the raw rate.
 (3) is bench/bench_preprocess_stage.py (a 1M-row preprocess stage through the operator against the
     same job submitted directly).
@@ -120,8 +120,8 @@ def ingest(root: Path, rows: int, files_count: int = 8) -> tuple[dict[int, dict[
     import torch
 
     from ray_operators.contract.spec import StageSpec, TableInput
-    from ray_operators.jobs.ingest import ingest_read_blocks, iter_minibatches
     from ray_operators.jobs.read import read_pinned
+    from ray_operators.jobs.train_batches import ingest_read_blocks, iter_minibatches
 
     catalog = open_catalog(root, CONN)
     cols = [f"f{i}" for i in range(8)]
@@ -231,7 +231,7 @@ def main() -> None:
 
     import ray
 
-    from ray_operators.jobs.ingest import ingest_rows
+    from ray_operators.jobs.train_batches import ingest_rows
 
     root = Path(tempfile.mkdtemp(prefix="bench-stages-"))
     os.environ.update(connection_env(CONN, root))
@@ -284,7 +284,7 @@ def main() -> None:
         "reads them in this process and makes one tensor per column per batch, every epoch. Plain "
         "`iter_torch_batches` at the training batch size pays about a millisecond per batch (fetch, "
         "format, collate) and stays near 0.2 of the raw rate at every size. The train stage "
-        "(`ray_operators/jobs/ingest.py`) reads the pinned snapshot's training columns once into Ray's "
+        "(`ray_operators/jobs/train_batches.py`) reads the pinned snapshot's training columns once into Ray's "
         "object store in one block per cluster CPU (`ingest_read_blocks`; `train_test_split` "
         "materializes the read), then each epoch pulls ingest batches of about 16 MiB "
         f"({ingest_rows(8, 8192):,} rows at batch 8192, `ingest_rows`) through "

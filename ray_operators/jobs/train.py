@@ -3,7 +3,7 @@
 Stage params: ``feature_columns``, ``label_column``, ``num_classes``, ``model_name``,
 ``num_workers`` (default 1), ``use_gpu`` (``"auto"``: when the cluster has GPUs; true/false),
 ``resources_per_worker``, ``epochs``, ``batch_size``, ``ingest_batch_size`` (rows per Ray Data
-batch, cut into ``batch_size`` minibatches; default about 16 MiB of data; see ``ingest.py``),
+batch, cut into ``batch_size`` minibatches; default about 16 MiB of data; see ``train_batches.py``),
 ``read_blocks`` (blocks the cached read is split into: ``"auto"``, one per cluster CPU; ``"ray"``,
 Ray Data's default; or a number), ``shuffle`` (default true), ``seed``, ``lr``, ``hidden``,
 ``holdout`` (fraction held out for evaluation, default 0.2),
@@ -34,8 +34,8 @@ from typing import Any
 from ray_operators.contract.lineage import MODEL, MODEL_URI, PREPROCESS_STATE_URI
 from ray_operators.contract.spec import StageError, StageSpec
 from ray_operators.jobs import storage
-from ray_operators.jobs.ingest import ingest_read_blocks
 from ray_operators.jobs.timing import phase
+from ray_operators.jobs.train_batches import ingest_read_blocks
 from ray_operators.jobs.write import commit_rows_exactly_once, ensure_table, find_committed
 
 
@@ -101,7 +101,7 @@ def _train_loop(config: dict[str, Any]) -> dict[str, Any] | None:
     import ray.train
     import torch
 
-    from ray_operators.jobs.ingest import iter_minibatches
+    from ray_operators.jobs.train_batches import iter_minibatches
 
     # The same seed, the same initial weights: a run is reproducible on any cluster shape.
     torch.manual_seed(config["seed"])

@@ -1,4 +1,4 @@
-"""Training ingest: Ray Data -> torch minibatches at the rate of a raw pyarrow read.
+"""The training batcher: Ray Data -> torch minibatches at the rate of a raw pyarrow read.
 
 ``iter_torch_batches`` pays a fixed cost per batch (fetch, format, collate, device copy) of
 roughly a millisecond. At a training batch size of a few hundred to a few thousand rows that

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ray_operators.jobs.ingest import ingest_read_blocks, ingest_rows, iter_minibatches
+from ray_operators.jobs.train_batches import ingest_read_blocks, ingest_rows, iter_minibatches
 
 
 class Batches:
