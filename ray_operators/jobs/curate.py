@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from ray_operators.contract.lineage import RUN_KEY, SUBMISSION_ID
 from ray_operators.contract.spec import StageSpec
@@ -63,61 +63,102 @@ def parse_file(
     return spark_logs_fast.curate_file(item["path"], item["unit"], data, fast=fast)
 
 
+class CurationFormat(Protocol):
+    """What differs between raw formats: how units are found, what a parse task gets, and how a
+    file becomes Arrow tables of curated rows (``schema``) and quarantined records."""
+
+    @property
+    def schema(self) -> Any: ...
+
+    def units(self) -> dict[str, list[str]]:
+        """``{unit: [file paths]}`` under every raw root."""
+        ...
+
+    def item(self, unit: str, path: str) -> dict[str, Any]:
+        """What the parse task of one file gets (plain data: it travels to a Ray task)."""
+        ...
+
+    def parser(self) -> Callable[[dict[str, Any]], tuple[Any, Any]]:
+        """The parse function: a picklable callable of an item, run in Ray tasks or the driver."""
+        ...
+
+
 @dataclass(frozen=True)
-class _Format:
-    """What differs between raw formats: how units are found, what a task gets, and how a file
-    becomes Arrow tables of curated rows (``schema``) and quarantined records."""
+class SparkLogsFormat:
+    """Spark application logs: a unit is a ``spark-*`` folder."""
 
-    schema: Any
-    units: Callable[[], dict[str, list[str]]]
-    item: Callable[[str, str], dict[str, Any]]
-    parse: Callable[[dict[str, Any]], tuple[Any, Any]]
+    spec: StageSpec
+    fast: bool
+
+    @property
+    def schema(self) -> Any:
+        return schemas()[0]
+
+    def units(self) -> dict[str, list[str]]:
+        return spark_logs.discover_all(self.spec.raw_paths, self.spec.storage_properties())
+
+    def item(self, unit: str, path: str) -> dict[str, Any]:
+        return {"path": path, "unit": unit}
+
+    def parser(self) -> Callable[[dict[str, Any]], tuple[Any, Any]]:
+        return partial(parse_file, properties=self.spec.storage_properties(), fast=self.fast)
 
 
-def _spark_logs(spec: StageSpec, fast: bool) -> _Format:
-    props = spec.storage_properties()
-    return _Format(
-        schema=schemas()[0],
-        units=lambda: spark_logs.discover_all(spec.raw_paths, props),
-        item=lambda unit, path: {"path": path, "unit": unit},
-        parse=partial(parse_file, properties=props, fast=fast),
-    )
+@dataclass(frozen=True)
+class TabularFormat:
+    """CSV, JSON lines or Parquet files of declared columns: a unit is a file."""
 
+    spec: StageSpec
+    pattern: str | None
+    fast: bool
+    format: str
+    columns: dict[str, str]
+    required: list[str]
 
-def _tabular(spec: StageSpec, pattern: str | None, fast: bool) -> _Format:
-    from ray_operators.contract.spec import StageError
-    from ray_operators.jobs import tabular
+    @classmethod
+    def declared(cls, spec: StageSpec, pattern: str | None, fast: bool) -> TabularFormat:
+        from ray_operators.contract.spec import StageError
+        from ray_operators.jobs import tabular
 
-    try:
-        fmt, columns, required = tabular.declared(spec.params)
-    except tabular.TabularError as err:
-        raise StageError(str(err)) from None
-    props = spec.storage_properties()
+        try:
+            fmt, columns, required = tabular.declared(spec.params)
+        except tabular.TabularError as err:
+            raise StageError(str(err)) from None
+        return cls(spec, pattern, fast, fmt, columns, required)
 
-    def units() -> dict[str, list[str]]:
+    @property
+    def schema(self) -> Any:
+        from ray_operators.jobs import tabular
+
+        return tabular.arrow_schema(self.columns)
+
+    def units(self) -> dict[str, list[str]]:
+        from ray_operators.jobs import tabular
+
         found: dict[str, list[str]] = {}
-        for root in spec.raw_paths:
-            found.update(tabular.discover(root, fmt, pattern, props))
+        for root in self.spec.raw_paths:
+            found.update(tabular.discover(root, self.format, self.pattern, self.spec.storage_properties()))
         return found
 
-    encoded = {"columns": json.dumps(columns), "required": json.dumps(required), "format": fmt}
-    return _Format(
-        schema=tabular.arrow_schema(columns),
-        units=units,
-        item=lambda unit, path: {"path": path, "unit": unit, **encoded},
-        parse=partial(tabular.curate_file, properties=props, fast=fast),
-    )
+    def item(self, unit: str, path: str) -> dict[str, Any]:
+        encoded = {"columns": json.dumps(self.columns), "required": json.dumps(self.required)}
+        return {"path": path, "unit": unit, **encoded, "format": self.format}
+
+    def parser(self) -> Callable[[dict[str, Any]], tuple[Any, Any]]:
+        from ray_operators.jobs import tabular
+
+        return partial(tabular.curate_file, properties=self.spec.storage_properties(), fast=self.fast)
 
 
 def run(spec: StageSpec) -> dict[str, Any]:
     """Curate the raw roots' new units (Spark-log folders, or files of a tabular format)."""
     params = spec.typed_params()  # the defaults live in the contract (CurateParams)
     if str(params.format).lower() == "spark_logs":
-        return _curate(spec, _spark_logs(spec, params.fast_path))
-    return _curate(spec, _tabular(spec, params.pattern, params.fast_path))
+        return _curate(spec, SparkLogsFormat(spec, params.fast_path))
+    return _curate(spec, TabularFormat.declared(spec, params.pattern, params.fast_path))
 
 
-def _claim(spec: StageSpec, fmt: _Format) -> tuple[protocol.Claim, dict[str, list[str]]]:
+def _claim(spec: StageSpec, fmt: CurationFormat) -> tuple[protocol.Claim, dict[str, list[str]]]:
     out = spec.output_table
     curated = ensure_table(spec, out, fmt.schema)
     ensure_table(spec, protocol.quarantine_table(out), schemas()[1])
@@ -135,7 +176,7 @@ def _claim(spec: StageSpec, fmt: _Format) -> tuple[protocol.Claim, dict[str, lis
     return claim, found
 
 
-def _curate(spec: StageSpec, fmt: _Format) -> dict[str, Any]:
+def _curate(spec: StageSpec, fmt: CurationFormat) -> dict[str, Any]:
     out = spec.output_table
     keys = protocol.CommitKeys(spec.run_key)
     claim, found = _claim(spec, fmt)
@@ -159,7 +200,7 @@ def _curate(spec: StageSpec, fmt: _Format) -> dict[str, Any]:
     mark(protocol.PROCESSING, keys.start, empty_too=True)
     lineage = protocol.lineage(base, ENGINE)
     try:
-        good, bad, stats = _parse_all(files, fmt.parse, local=local)
+        good, bad, stats = _parse_all(files, fmt.parser(), local=local)
         logs_result = commit_exactly_once(spec, good, schema=fmt.schema, extra_properties=lineage)
         q_result = commit_exactly_once(
             spec.with_run_key(keys.quarantine),
