@@ -44,7 +44,7 @@ from bench.airflow_home import isolated_airflow_home  # noqa: E402
 HOME = isolated_airflow_home("bench-curate-airflow-")
 
 from bench.results import write_section  # noqa: E402
-from tests.iceberg_helpers import catalog_properties, open_catalog  # noqa: E402
+from tests.helpers.iceberg_helpers import catalog_properties, open_catalog  # noqa: E402
 
 CATALOG = "bench_curate"
 #: The last commit before issue 15's curation work: the stage as it was when the issue was filed.

@@ -36,7 +36,7 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-airflow-"))
 os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
 
 from bench.results import write_section  # noqa: E402
-from tests.iceberg_helpers import append, connection_env, create, open_catalog  # noqa: E402
+from tests.helpers.iceberg_helpers import append, connection_env, create, open_catalog  # noqa: E402
 
 CONN = "iceberg_bench"
 

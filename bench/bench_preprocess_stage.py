@@ -46,7 +46,7 @@ from bench_stage_dags import CONN, POLL_INTERVAL, PREPROCESS_PARAMS  # noqa: E40
 
 from bench.results import write_section  # noqa: E402
 from ray_operators.contract.params import DEFAULT_LOCAL_MAX_BYTES  # noqa: E402
-from tests.iceberg_helpers import catalog_properties, connection_env, open_catalog  # noqa: E402
+from tests.helpers.iceberg_helpers import catalog_properties, connection_env, open_catalog  # noqa: E402
 
 #: The stage forced into Ray tasks, whatever its input's size.
 SPREAD = {"local_max_bytes": 0}

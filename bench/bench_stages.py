@@ -32,7 +32,7 @@ from bench.airflow_home import isolated_airflow_home  # noqa: E402
 HOME = isolated_airflow_home("bench-stages-airflow-")
 
 from bench.results import write_section  # noqa: E402
-from tests.iceberg_helpers import catalog_properties, connection_env, open_catalog  # noqa: E402
+from tests.helpers.iceberg_helpers import catalog_properties, connection_env, open_catalog  # noqa: E402
 
 CONN = "iceberg_bench"
 

@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE / "dags"))
 from bench_stage_dags import CONN  # noqa: E402
 
 from bench.results import write_section  # noqa: E402
-from tests.iceberg_helpers import catalog_properties, connection_env, open_catalog  # noqa: E402
+from tests.helpers.iceberg_helpers import catalog_properties, connection_env, open_catalog  # noqa: E402
 
 
 def make_input(root: Path, rows: int) -> int:

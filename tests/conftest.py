@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.iceberg_fixtures"]
+pytest_plugins = ["tests.helpers.iceberg_fixtures"]
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_DAGS = REPO / "tests" / "dags"

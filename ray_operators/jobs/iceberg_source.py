@@ -9,7 +9,7 @@ column added since is read as nulls, a renamed one by its new name.
 
 It relies on ``IcebergDatasource``'s ``plan_files`` (a cached property), ``_plan_files``,
 ``_get_data_scan``, ``_get_combined_filter`` and ``_get_data_columns``, pinned by
-``tests/unit/test_ray_private_api.py``.
+``tests/unit/ray_operators/jobs/test_iceberg_source.py``.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ How the built-ins are fitted and applied
   ``categorical``: the sorted distinct non-null values, cast to strings with pyarrow, found with
   Ray's ``Unique`` aggregate, in the same pass, with a non-null ``Count`` of the scaled columns.
 - Apply (:func:`apply_state`): one pyarrow ``map_batches`` with pyarrow compute, the same
-  formulas as Ray's scalers (``tests/unit/test_preprocess_state.py`` checks them against Ray's
+  formulas as Ray's scalers (``tests/unit/ray_operators/jobs/test_preprocess.py`` checks them against Ray's
   ``transform_batch`` on a scaler whose ``stats_`` were set from the JSON). Not Ray's scalers
   themselves: ``MinMaxScaler`` transforms pandas batches only (nulls come back as NaN), and one
   pass over the built-ins keeps one map stage.

@@ -10,7 +10,7 @@ import pytest
 from ray_operators.devstack.standalone import StandaloneAirflow
 from ray_operators.triggers.iceberg import cursor_key
 from tests.conftest import wait_for
-from tests.iceberg_helpers import connection_env
+from tests.helpers.iceberg_helpers import connection_env
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ import pytest
 
 from ray_operators.contract.result import parse_result
 from ray_operators.contract.spec import StageSpec
-from tests.iceberg_helpers import catalog_properties
-from tests.ray_helpers import run_job
+from tests.helpers.iceberg_helpers import catalog_properties
+from tests.helpers.ray_helpers import run_job
 
 pytestmark = pytest.mark.integration
 JOB = "race_commit.py"

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ray_operators.iceberg_snapshots import Cursor
-from tests.airflow_helpers import get_dag, task_state, xcoms
 from tests.conftest import wait_for
+from tests.helpers.airflow_helpers import get_dag, task_state, xcoms
 
 TABLE = "db.events"
 pytestmark = pytest.mark.integration

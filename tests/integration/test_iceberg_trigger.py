@@ -9,7 +9,7 @@ import json
 import pytest
 
 from ray_operators.triggers.iceberg import IcebergSnapshotTrigger, cursor_key
-from tests.iceberg_fixtures import BackgroundTrigger, MemoryStateStore
+from tests.helpers.iceberg_fixtures import BackgroundTrigger, MemoryStateStore
 
 TABLE = "db.events"
 

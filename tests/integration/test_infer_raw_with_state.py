@@ -11,8 +11,8 @@ import pytest
 from ray_operators.contract.lineage import PREPROCESS_STATE_URI, PREPROCESS_STATE_VERSION
 from ray_operators.contract.spec import StageSpec
 from ray_operators.devstack.demo_data import generate_tabular
-from tests.iceberg_helpers import catalog_properties
-from tests.ray_helpers import run_job
+from tests.helpers.iceberg_helpers import catalog_properties
+from tests.helpers.ray_helpers import run_job
 
 pytestmark = pytest.mark.integration
 FEATURES = [f"f{i}" for i in range(6)]

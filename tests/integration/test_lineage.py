@@ -21,8 +21,8 @@ import pytest
 
 from ray_operators.contract.lineage import RUN_KEY, SUBMISSION_ID
 from ray_operators.contract.run_key import snapshots_identity
-from tests.iceberg_helpers import connection_env, open_catalog
-from tests.openlineage_helpers import (
+from tests.helpers.iceberg_helpers import connection_env, open_catalog
+from tests.helpers.openlineage_helpers import (
     dags_test,
     datasets,
     last_run,
@@ -32,7 +32,7 @@ from tests.openlineage_helpers import (
     task_event,
     transport_env,
 )
-from tests.scheduler_helpers import spec_folder
+from tests.helpers.scheduler_helpers import spec_folder
 
 pytestmark = pytest.mark.integration
 DATE = "2026-06-05T00:00:00+00:00"

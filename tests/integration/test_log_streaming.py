@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from tests.airflow_helpers import run_dag, xcoms
 from tests.conftest import wait_for
+from tests.helpers.airflow_helpers import run_dag, xcoms
 
 pytestmark = pytest.mark.integration
 
@@ -173,7 +173,7 @@ def test_trigger_resumes_from_an_offset_with_the_proxy_auth_header(
     import ray_operators._log_stream as log_stream
     from ray_operators._job_common import new_log_lines
     from ray_operators.triggers.ray_job import RayJobTrigger
-    from tests.ray_helpers import TEST_JOBS
+    from tests.helpers.ray_helpers import TEST_JOBS
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_RAY_PROXIED",

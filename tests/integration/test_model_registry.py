@@ -16,7 +16,7 @@ from ray_operators.contract.spec import StageSpec
 from ray_operators.iceberg_snapshots import ancestors
 from ray_operators.jobs.train import _next_version_row, artifact_dir, registry_schema
 from ray_operators.jobs.write import commit_rows_exactly_once, ensure_table
-from tests.iceberg_helpers import catalog_properties
+from tests.helpers.iceberg_helpers import catalog_properties
 
 pytestmark = pytest.mark.integration
 

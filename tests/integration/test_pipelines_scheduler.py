@@ -23,8 +23,8 @@ from ray_operators.devstack.demo_data import generate_spark_logs
 from ray_operators.devstack.standalone import StandaloneAirflow
 from ray_operators.triggers.iceberg import cursor_key
 from tests.conftest import wait_for
-from tests.iceberg_helpers import connection_env
-from tests.scheduler_helpers import (
+from tests.helpers.iceberg_helpers import connection_env
+from tests.helpers.scheduler_helpers import (
     DAILY,
     EVENTS,
     daily_rows,

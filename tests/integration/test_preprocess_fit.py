@@ -9,7 +9,7 @@ import time
 import pytest
 
 from ray_operators.contract.result import parse_result
-from tests.ray_helpers import run_job
+from tests.helpers.ray_helpers import run_job
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,7 @@ import pytest
 from ray_operators.contract.lineage import INPUT_PREFIX, RUN_KEY
 from ray_operators.devstack.seaweedfs import INSTALL_HINT, find_weed
 from tests.conftest import wait_for
-from tests.scheduler_helpers import (
+from tests.helpers.scheduler_helpers import (
     DAILY,
     EVENTS,
     daily_rows,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.airflow_helpers import jobs_of, run_dag, start_dag_subprocess, task_state, xcoms
 from tests.conftest import BAD_TOKEN, wait_for
+from tests.helpers.airflow_helpers import jobs_of, run_dag, start_dag_subprocess, task_state, xcoms
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import pytest
 from ray_operators.contract.lineage import INPUT_PREFIX, REPLACES_ROLLED_BACK, RUN_KEY
 from ray_operators.devstack.demo_data import generate_spark_logs
 from ray_operators.iceberg_snapshots import ancestors
-from tests.airflow_helpers import run_dag, xcoms
-from tests.iceberg_helpers import RAW_FEATURES, raw_feature_batch
+from tests.helpers.airflow_helpers import run_dag, xcoms
+from tests.helpers.iceberg_helpers import RAW_FEATURES, raw_feature_batch
 
 pytestmark = pytest.mark.integration
 

@@ -24,10 +24,10 @@ from ray_operators.curation import protocol, spark_logs
 from ray_operators.devstack.demo_data import generate_spark_logs
 from ray_operators.iceberg_snapshots import ancestors, committed_with, lineage_of
 from ray_operators.spark import runtime
-from tests.airflow_helpers import get_dag, start_dag_subprocess, task_state, xcoms
 from tests.conftest import wait_for
-from tests.iceberg_helpers import catalog_properties
-from tests.openlineage_helpers import (
+from tests.helpers.airflow_helpers import get_dag, start_dag_subprocess, task_state, xcoms
+from tests.helpers.iceberg_helpers import catalog_properties
+from tests.helpers.openlineage_helpers import (
     dags_test,
     datasets,
     last_run,
@@ -37,7 +37,7 @@ from tests.openlineage_helpers import (
     task_event,
     transport_env,
 )
-from tests.scheduler_helpers import spec_folder, table_rows
+from tests.helpers.scheduler_helpers import spec_folder, table_rows
 
 pytestmark = [
     pytest.mark.integration,

@@ -11,7 +11,7 @@ from ray_operators.contract.lineage import DAG_ID, RUN_KEY, SUBMISSION_ID
 from ray_operators.contract.spec import StageSpec
 from ray_operators.devstack.demo_data import generate_spark_logs
 from ray_operators.jobs.write import find_committed
-from tests.airflow_helpers import get_dag, jobs_of, xcoms
+from tests.helpers.airflow_helpers import get_dag, jobs_of, xcoms
 
 pytestmark = pytest.mark.integration
 DAG = "curate_spark_logs"

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.airflow_helpers import get_dag, xcoms
+from tests.helpers.airflow_helpers import get_dag, xcoms
 
 pytestmark = pytest.mark.integration
 DAG = "curate_tabular"

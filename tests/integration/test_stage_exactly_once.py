@@ -8,7 +8,7 @@ import pytest
 from ray_operators.contract.spec import StageSpec
 from ray_operators.jobs.write import find_committed
 from tests.conftest import wait_for
-from tests.iceberg_helpers import catalog_properties
+from tests.helpers.iceberg_helpers import catalog_properties
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,8 @@ from ray_operators.contract.lineage import (
 from ray_operators.contract.params import UNSEEN_CATEGORY_CODE
 from ray_operators.iceberg_snapshots import ancestors, operation
 from ray_operators.jobs.preprocess import STATE_DIR, current_state, load_state
-from tests.airflow_helpers import get_dag, xcoms
-from tests.iceberg_helpers import RAW_FEATURES, raw_feature_batch
+from tests.helpers.airflow_helpers import get_dag, xcoms
+from tests.helpers.iceberg_helpers import RAW_FEATURES, raw_feature_batch
 
 pytestmark = pytest.mark.integration
 DAG = "preprocess_features"

@@ -10,8 +10,8 @@ import pytest
 from ray_operators.contract.lineage import INPUT_PREFIX
 from ray_operators.devstack.demo_data import generate_tabular
 from ray_operators.jobs.train import artifact_dir
-from tests.airflow_helpers import get_dag, xcoms
-from tests.iceberg_helpers import catalog_properties
+from tests.helpers.airflow_helpers import get_dag, xcoms
+from tests.helpers.iceberg_helpers import catalog_properties
 
 pytestmark = pytest.mark.integration
 
