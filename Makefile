@@ -36,9 +36,11 @@ airflow: install
 airflow-env:
 	@cat .local/airflow.env
 
+# ruff, and mypy over ray_operators/ (strict on pipelines/ and the contract: see pyproject.toml).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff check --fix .

@@ -165,7 +165,8 @@ def iter_ancestors(metadata: Any, snapshot: Any | None, index: _Index | None = N
     """``snapshot`` and its ancestors, newest first (lazy: stop when you have what you need)."""
     from pyiceberg.table.snapshots import ancestors_of
 
-    return iter(ancestors_of(snapshot, index or _Index(metadata)))
+    # _Index answers snapshot_by_id, all ancestors_of asks of its TableMetadata.
+    return iter(ancestors_of(snapshot, index or _Index(metadata)))  # type: ignore[arg-type]
 
 
 def ancestors(metadata: Any, branch: str = "main") -> list[Any]:

@@ -27,7 +27,9 @@ from datetime import datetime
 RUN_KEYED_STAGES = frozenset({"curate"})
 
 
-def snapshots_identity(snapshot_ids: Sequence[int] | None = None, *, range_: tuple | None = None) -> str:
+def snapshots_identity(
+    snapshot_ids: Sequence[int] | None = None, *, range_: tuple[int, int] | None = None
+) -> str:
     """``snapshots=...`` for a list (sorted: the same snapshots in any order are the same run) or
     a ``(from, to)`` range."""
     if range_ is not None:

@@ -200,7 +200,7 @@ class StageSpec:
         its name, so the node that opens a file adds its own secrets for that catalog there."""
         return {**self.catalog_properties, CATALOG_NAME: self.catalog_name}
 
-    def load_catalog(self):
+    def load_catalog(self) -> Any:
         """The catalog, with the secrets the node's own environment supplies
         (:func:`catalog_env_properties`) under the spec's properties."""
         from pyiceberg.catalog import load_catalog

@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
 
         say("Starting the production shape: SeaweedFS (S3 + Iceberg REST catalog), Ray head + worker")
         stack = ProductionStack(root / "stack").start()
+        assert stack.head is not None and stack.worker is not None  # start() started both
         print(
             f"    S3 {stack.storage.s3_endpoint}, REST catalog {stack.storage.catalog_uri}, "
             f"Ray dashboard {stack.head.address}, worker node pid {stack.worker.pid}",
@@ -332,7 +333,7 @@ def _run_on_scheduler(
         errors = airflow.query("SELECT filename, stacktrace FROM import_error")
         if errors:
             raise SystemExit(f"DAG import errors: {errors}")
-        runs = []
+        runs: list[dict[str, Any]] = []
         for dag_id in PIPELINES:
             runs.append(_scheduler_run(airflow, dag_id, runs))
             if runs[-1]["state"] != "success":

@@ -256,15 +256,15 @@ def _parse_all(
     if not files:
         return None, None, {}
     if local:
-        good, bad, stats = _parse_group(files, parse)
-        return execution.from_arrow(good, local=True), execution.from_arrow(bad, local=True), stats
+        good, bad, unit_counts = _parse_group(files, parse)
+        return execution.from_arrow(good, local=True), execution.from_arrow(bad, local=True), unit_counts
     import ray
 
     execution.warm_workers()
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     count = min(len(files), 4 * cpus)  # a few tasks per CPU: balanced, and few large blocks
     task = ray.remote(num_returns=3)(_parse_group)
-    refs = [task.remote(files[i::count], parse) for i in range(count)]
+    refs: list[Any] = [task.remote(files[i::count], parse) for i in range(count)]  # 3 refs each
     stats: dict[str, tuple[int, int]] = {}
     for counts in ray.get([r[2] for r in refs]):
         for unit, (good, bad) in counts.items():
@@ -278,7 +278,9 @@ def _parse_group(items: list[dict[str, Any]], parse: Callable) -> tuple[Any, Any
     """A Ray task: files -> (their curated rows, their quarantined records, counts per unit)."""
     import pyarrow as pa
 
-    goods, bads, counts = [], [], {}
+    goods: list[Any] = []
+    bads: list[Any] = []
+    counts: dict[str, tuple[int, int]] = {}
     for item in items:
         good, bad = parse(item)
         goods.append(good)

@@ -92,15 +92,15 @@ def guarded_sink_class():
         def write(self, blocks: Iterable[Any], ctx: Any) -> Any:
             if self._check_block is None:
                 return super().write(blocks, ctx)
-            return super().write(self._checked(blocks), ctx)
+            return super().write(self._checked(blocks, self._check_block), ctx)
 
-        def _checked(self, blocks: Iterable[Any]) -> Iterable[Any]:
+        def _checked(self, blocks: Iterable[Any], check: Callable[[Any, Any], None]) -> Iterable[Any]:
             from ray.data.block import BlockAccessor
 
             for block in blocks:
                 table = BlockAccessor.for_block(block).to_arrow()
                 if table.num_rows:
-                    self._check_block(self._table_metadata.schema(), table.schema)
+                    check(self._table_metadata.schema(), table.schema)
                 yield block
 
     return RunKeyGuardedSink

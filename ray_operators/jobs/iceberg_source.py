@@ -49,11 +49,12 @@ def appends_source_class():
 
         @property
         def plan_files(self) -> list[Any]:
-            if self._plan_files is None:
-                tasks: list[Any] = []
+            planned: list[Any] | None = self._plan_files
+            if planned is None:
+                planned = []
                 for lo, hi in self._snapshot_ranges:
-                    tasks += list(self._scan(lo, hi).plan_files())
-                self._plan_files = tasks
-            return self._plan_files
+                    planned += list(self._scan(lo, hi).plan_files())
+                self._plan_files = planned  # type: ignore[assignment]  # Ray types it None until planned
+            return planned
 
     return IcebergAppendsDatasource

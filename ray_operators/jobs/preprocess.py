@@ -392,7 +392,8 @@ def fit_transforms(ds: Any, params: PreprocessParams) -> dict[str, Any]:
     aggs: list[Any] = [
         agg for c in wanted["standardize"] for agg in (ExactMoment(c, "mean"), ExactMoment(c, "std"))
     ]
-    aggs += [agg for c in wanted["minmax"] for agg in (Min(c), Max(c))]
+    for c in wanted["minmax"]:
+        aggs += [Min(c), Max(c)]
     aggs += [Count(c, ignore_nulls=True, alias_name=f"count.{c}") for c in scaled]
     aggs += [Unique(c, alias_name=f"unique.{c}") for c in wanted["categorical"]]
     found = aggregate_globally(
@@ -615,7 +616,7 @@ def pinned_snapshot(spec: StageSpec, item: TableInput) -> int:
         if not known:
             raise StageError(f"none of the snapshots {sorted(ids)} is in {item.table}")
         return int(max(known, key=lambda s: (s.sequence_number or 0, s.timestamp_ms)).snapshot_id)
-    if item.is_range:
+    if item.to_snapshot_id is not None:  # a range
         return int(item.to_snapshot_id)
     if item.snapshot_id is None:
         raise StageError(f"input {item.table} has neither snapshot_id nor a snapshot range: reads are pinned")

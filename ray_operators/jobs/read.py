@@ -75,6 +75,7 @@ def read_pinned(
 def parse_row_filter(item: TableInput) -> Any:
     from pyiceberg.expressions.parser import parse
 
+    assert item.row_filter is not None, "parse_row_filter is called for an input with a row_filter"
     try:
         return parse(item.row_filter)  # Ray hands strings to pyiceberg unparsed
     except Exception as err:
@@ -101,6 +102,7 @@ def append_ranges(table: Any, item: TableInput) -> list[tuple[int | None, int]]:
                 appends_between(table.metadata, snap.parent_snapshot_id, snap.snapshot_id, table=name)
                 ranges.append((snap.parent_snapshot_id, snap.snapshot_id))
             return ranges
+        assert item.to_snapshot_id is not None, "an incremental input is a list or a range"
         appends = appends_between(table.metadata, item.from_snapshot_id, int(item.to_snapshot_id), table=name)
         return [(item.from_snapshot_id, int(item.to_snapshot_id))] if appends else []
     except SnapshotLineageError as err:

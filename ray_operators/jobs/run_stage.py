@@ -79,7 +79,7 @@ def where_it_ran() -> dict[str, object] | None:
 
         job_id = ray.get_runtime_context().get_job_id()
         counts: dict[str, int] = {}
-        filters = [("job_id", "=", job_id)]
+        filters: list[tuple[str, str, str | bool | int | float]] = [("job_id", "=", job_id)]
         for task in list_tasks(filters=filters, limit=10_000, raise_on_missing_output=False):
             # Where work and actors were placed; not the calls on coordinating actors.
             if task.node_id and task.type in ("NORMAL_TASK", "ACTOR_CREATION_TASK"):

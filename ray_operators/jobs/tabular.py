@@ -208,6 +208,8 @@ class Emit:
         self.out: list[dict[str, Any]] = []
 
     def __call__(self, number: int, record: Any, raw: str) -> None:
+        row: dict[str, Any] | None
+        reason: str | None
         if not isinstance(record, dict):
             row, reason = None, "bad_json: not an object"
         else:

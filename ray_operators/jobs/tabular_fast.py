@@ -175,13 +175,16 @@ def _read(r: _Records, lo: int, hi: int, *, quoted: bool, columns: dict[str, str
     if not included:
         raise _RowParser
     invalid: list[Any] = []
+
+    def skip(row: Any) -> str:
+        invalid.append(row)
+        return "skip"
+
     try:
         table = pcsv.read_csv(
             pa.BufferReader(r.data[lo:hi]),
             read_options=pcsv.ReadOptions(column_names=r.header, use_threads=False, block_size=hi - lo + 1),
-            parse_options=pcsv.ParseOptions(
-                newlines_in_values=quoted, invalid_row_handler=lambda row: invalid.append(row) or "skip"
-            ),
+            parse_options=pcsv.ParseOptions(newlines_in_values=quoted, invalid_row_handler=skip),
             convert_options=pcsv.ConvertOptions(
                 column_types=dict.fromkeys(included, pa.string()),
                 include_columns=included,

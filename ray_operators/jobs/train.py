@@ -145,7 +145,7 @@ def _train_loop(config: dict[str, Any]) -> dict[str, Any] | None:
             reported = time.monotonic()
     if ray.train.get_context().get_world_rank() != 0:
         return None
-    base = model.module if hasattr(model, "module") else model
+    base: Any = model.module if hasattr(model, "module") else model  # unwrapped from DDP
     _save_state(base.state_dict(), config["artifact_uri"], config["storage"])
     # Ray Train hands rank 0's return value back as Result.return_value: the metrics travel there.
     return {"epoch_losses": losses}
@@ -287,7 +287,7 @@ def _fit(
     train_storage = p.storage_path or root + "/ray_train"
     train_fs, train_path = storage.filesystem(train_storage, spec.storage_properties())
     trainer = TorchTrainer(
-        _train_loop,
+        _train_loop,  # type: ignore[arg-type]  # rank 0's return value comes back with the result
         train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(
             num_workers=int(p.num_workers),
@@ -302,9 +302,11 @@ def _fit(
     os.environ[HEALTH_CHECK_INTERVAL_ENV] = str(float(p.health_check_interval_s))
     with phase("train (Ray Train fit)"):
         fit = trainer.fit()
-    losses = (fit.return_value or {}).get("epoch_losses") or []
+    # Rank 0's return value (Ray 2.60's Result carries it; its stubs do not name it yet).
+    returned = getattr(fit, "return_value", None)
+    losses = (returned or {}).get("epoch_losses") or []
     if not losses:
-        raise StageError(f"training returned no epoch losses (Ray Train result: {fit.return_value!r})")
+        raise StageError(f"training returned no epoch losses (Ray Train result: {returned!r})")
     metrics = {k: float(v) for k, v in (fit.metrics or {}).items() if isinstance(v, int | float)}
     metrics.update(
         {"loss": float(losses[-1]), "first_epoch_loss": float(losses[0]), "epochs": float(len(losses))}

@@ -297,7 +297,8 @@ def _arrow_schema(tbl: Any):
 def _slice_expression(slice_filter: dict[str, Any]):
     from pyiceberg.expressions import EqualTo
 
-    return EqualTo(slice_filter["column"], slice_filter["value"])
+    # EqualTo(term, literal): pyiceberg's model fields (term, value) are not its constructor's.
+    return EqualTo(slice_filter["column"], slice_filter["value"])  # type: ignore[call-arg, misc]
 
 
 def ensure_table(spec: StageSpec, name: str, schema: Any, properties: dict[str, str] | None = None):

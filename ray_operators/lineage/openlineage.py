@@ -132,6 +132,8 @@ def iceberg_dataset(
         type="TABLE",
     )
     facets: dict[str, Any] = {"symlinks": symlinks_dataset.SymlinksDatasetFacet(identifiers=[symlink])}
+    if catalog is None:
+        return cls(namespace=symlink.namespace, name=table, facets=facets)
     try:
         metadata = catalog.load_table(table).metadata
         ids = [

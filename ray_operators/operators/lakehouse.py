@@ -298,12 +298,12 @@ class LakehouseStageOperator(RayJobOperator):
                 raw = [str(p) for p in _as_list(self.raw_paths)]
             except Exception:  # unrendered or malformed: the error says so elsewhere
                 read, raw = [], []
-        named = {"catalog_name": self.iceberg_conn_id}
-        inputs = [iceberg_dataset(catalog, i["table"], pinned_versions(i), **named) for i in read]
+        named = self.iceberg_conn_id
+        inputs = [iceberg_dataset(catalog, i["table"], pinned_versions(i), catalog_name=named) for i in read]
         inputs += [location_dataset(p) for p in raw]
         written = [result[k] for k in ("output", "quarantine") if isinstance(result.get(k), dict)]
         outputs = [
-            iceberg_dataset(catalog, w["table"], w.get("snapshot_id"), output=True, **named)
+            iceberg_dataset(catalog, w["table"], w.get("snapshot_id"), output=True, catalog_name=named)
             for w in written or [{"table": spec.output_table if spec else self.output_table}]
             if w.get("table")
         ]

@@ -300,7 +300,8 @@ class RayJobOperator(ResumableJobMixin, BaseOperator):
     def is_job_succeeded(self, status: str) -> bool:
         return status == "SUCCEEDED"
 
-    def poll_until_complete(self, external_id: Any, context: Context) -> dict[str, Any]:
+    # Airflow's mixin returns None; ours returns the job's result, which becomes the task's XCom.
+    def poll_until_complete(self, external_id: Any, context: Context) -> dict[str, Any]:  # type: ignore[override]
         submission_id = self._submission_id = str(external_id)
         context["ti"].xcom_push(key=RAY_JOB_URL_XCOM_KEY, value=self.hook.job_url(submission_id))
         info = self.hook.get_job_info(submission_id)

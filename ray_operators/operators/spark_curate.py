@@ -137,7 +137,8 @@ class SparkCurateOperator(SparkSubmitOperator):
         if not os.environ.get("SPARK_HOME"):
             self.env_vars = {**runtime.env(), **(self.env_vars or {})}
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    # SparkSubmitOperator returns None; this one returns the curation's result (the task's XCom).
+    def execute(self, context: Context) -> dict[str, Any]:  # type: ignore[override]
         from ray_operators.spark.conf import spark_catalog_conf
 
         # Read once: the spec and lineage use them too (the listener's forked child must not call

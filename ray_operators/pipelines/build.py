@@ -12,6 +12,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,9 @@ def build_dag(loaded: LoadedPipeline, graph: PipelineGraph | None = None) -> Any
     graph = graph or build_graph(pipeline)
     args = graph.dag_arguments
     start = pendulum.parse(args["start_date"], tz="UTC")
+    if not isinstance(start, datetime):  # a date or a datetime, by the spec model
+        raise PipelineSpecError(f"{loaded.path}: start_date {args['start_date']!r} is not a date")
     default_args = dict(args["default_args"])
-    from datetime import timedelta
 
     default_args["retry_delay"] = timedelta(seconds=default_args.pop("retry_delay_seconds"))
     # One Asset object per table: an inlet declared without the watcher would replace the

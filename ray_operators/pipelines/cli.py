@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from ray_operators.pipelines.errors import PipelineSpecError
-from ray_operators.pipelines.loader import find_specs, load_pipeline
+from ray_operators.pipelines.loader import LoadedPipeline, find_specs, load_pipeline
 
 DEFAULT_FOLDER = Path("dags") / "pipelines"
 SCHEMA_FILE = Path(__file__).with_name("pipeline.schema.json")
@@ -59,7 +59,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _find(name: str, folders: list[Path]):
+def _find(name: str, folders: list[Path]) -> LoadedPipeline:
     candidate = Path(name)
     if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
         return load_pipeline(candidate)
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_schema)
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        return int(args.func(args))
     except PipelineSpecError as err:
         print(err, file=sys.stderr)
         return 1

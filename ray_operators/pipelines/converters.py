@@ -152,7 +152,7 @@ def _output_arguments(output: Any) -> dict[str, Any]:
     return args
 
 
-def _stage_node(stage: Any, args: dict[str, Any], *, reads: list[str]) -> TaskNode:
+def _stage_node(stage: Any, args: dict[str, Any], *, reads: list[str | None]) -> TaskNode:
     """A :class:`~ray_operators.operators.lakehouse.LakehouseStageOperator` task: its inlets are
     the tables it reads, its outlet the table it publishes."""
     return TaskNode(
@@ -160,7 +160,7 @@ def _stage_node(stage: Any, args: dict[str, Any], *, reads: list[str]) -> TaskNo
         stage.kind,
         STAGE_OPERATOR,
         {"stage": stage.kind, **args},
-        reads=reads,
+        reads=[t for t in reads if t],
         writes=stage_writes(stage),
         inlets=[t for t in reads if t],
         outlets=stage_outputs(stage),
@@ -232,7 +232,7 @@ def preprocess(stage: Any, ctx: StageContext) -> TaskNode:
     if stage.fit_on != "input":
         params["fit_on"] = stage.fit_on
     args["stage_params"] = params
-    return _stage_node(stage, args, reads=stage_reads(stage))
+    return _stage_node(stage, args, reads=list(stage_reads(stage)))
 
 
 @converts("train")
@@ -257,7 +257,7 @@ def train(stage: Any, ctx: StageContext) -> TaskNode:
     }
     if stage.resources_per_worker:
         args["stage_params"]["resources_per_worker"] = dict(stage.resources_per_worker)
-    return _stage_node(stage, args, reads=stage_reads(stage))
+    return _stage_node(stage, args, reads=list(stage_reads(stage)))
 
 
 @converts("infer")

@@ -31,10 +31,15 @@ class Strict(BaseModel):
 # ---- schedule ------------------------------------------------------------------------------
 
 
+Operation = Literal["append", "overwrite", "delete", "replace"]
+#: Compaction (``replace``) rewrites files without new data: it starts no run unless asked to.
+DEFAULT_OPERATIONS: tuple[Operation, ...] = ("append", "overwrite", "delete")
+
+
 class WatchedTable(Strict):
     table: Table
-    operations: list[Literal["append", "overwrite", "delete", "replace"]] = Field(
-        default_factory=lambda: ["append", "overwrite", "delete"],
+    operations: list[Operation] = Field(
+        default_factory=lambda: list(DEFAULT_OPERATIONS),
         description="snapshot operations that start a run (compaction `replace` is left out by default)",
     )
     min_added_records: int = Field(0, ge=0)
@@ -265,7 +270,7 @@ class TrainStage(StageBase):
     model_name: str = Field(pattern=NAME)
     registry: Table = Field(description="model-registry table the stage appends to")
     num_workers: int = Field(_TRAIN.num_workers, ge=1)
-    use_gpu: bool | Literal["auto"] = _TRAIN.use_gpu
+    use_gpu: bool | Literal["auto"] = "auto" if _TRAIN.use_gpu == "auto" else bool(_TRAIN.use_gpu)
     resources_per_worker: dict[str, float] | None = None
     epochs: int = Field(_TRAIN.epochs, ge=1)
     batch_size: int = Field(_TRAIN.batch_size, ge=1)

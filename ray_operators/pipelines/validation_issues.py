@@ -44,7 +44,7 @@ def validation_issues(source: Source, err: Any) -> Iterator[SpecIssue]:
             else:
                 loc = (*loc, "kind")
                 message = f"unknown stage kind `{got}`; kinds are {', '.join(STAGE_KINDS)}"
-                suggestion = did_you_mean(got, STAGE_KINDS)
+                suggestion = did_you_mean(str(got), STAGE_KINDS)
         elif kind in ("literal_error", "enum"):
             expected = re.findall(r"'([^']*)'", str((e.get("ctx") or {}).get("expected", "")))
             message = (
@@ -120,7 +120,7 @@ def _model_for(data: Any, loc: tuple[Any, ...]) -> Any:
     node = data
     for part in loc:
         if model == "stage" and isinstance(node, dict):
-            model = kinds.get(node.get("kind"))
+            model = kinds.get(str(node.get("kind")))
         node = node[part] if isinstance(node, dict | list) else None
         if isinstance(part, int):
             continue
@@ -131,7 +131,7 @@ def _model_for(data: Any, loc: tuple[Any, ...]) -> Any:
             return None
         model = _model_of(info.annotation)
     if model == "stage":
-        model = kinds.get(node.get("kind")) if isinstance(node, dict) else None
+        model = kinds.get(str(node.get("kind"))) if isinstance(node, dict) else None
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 

@@ -256,7 +256,7 @@ class IcebergSnapshotSensor(BaseSensorOperator):
             return self._cursor
         store = context.get("task_state_store")
         value = store.get(CURSOR_KEY) if store is not None else None
-        return Cursor.from_json(value)
+        return Cursor.from_json(value if isinstance(value, dict) else None)
 
     def _starting_cursor(self, context: Context) -> Cursor | None:
         stored = self._stored_cursor(context)
