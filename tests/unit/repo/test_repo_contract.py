@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import yaml
 
@@ -91,10 +92,94 @@ def test_unit_tests_need_no_ray_head_and_no_airflow_database():
     fixtures or runs a DAG."""
     import ast
 
-    for path in (REPO / "tests" / "unit").glob("*.py"):
+    paths = sorted((REPO / "tests" / "unit").rglob("*.py"))
+    assert len([p for p in paths if p.name.startswith("test_")]) >= 30
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef):
                 used = {a.arg for a in node.args.args} & {"airflow_db", "ray_head", "hook"}
                 assert not used, f"{path.name}:{node.lineno} {node.name} asks for {used}"
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "run_dag":
                 raise AssertionError(f"{path.name}:{node.lineno} runs a DAG")
+
+
+def _package_modules() -> list[Path]:
+    return sorted(p for p in (REPO / "ray_operators").rglob("*.py") if p.name != "__init__.py")
+
+
+def test_make_test_runs_mypy_strict_on_the_pipelines_and_the_contract():
+    import tomllib
+
+    makefile = (REPO / "Makefile").read_text()
+    lint = makefile[makefile.index("\nlint:") :].split("\n\n", 1)[0]
+    assert "$(VENV)/bin/mypy" in lint and re.search(r"^test: lint", makefile, re.M)
+    mypy = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert mypy["files"] == ["ray_operators"]
+    (strict,) = [o for o in mypy["overrides"] if "ray_operators.pipelines.*" in o["module"]]
+    assert "ray_operators.contract.*" in strict["module"]
+    for flag in (
+        "disallow_untyped_defs",
+        "disallow_untyped_calls",
+        "disallow_any_generics",
+        "warn_return_any",
+    ):
+        assert strict[flag] is True, flag
+
+
+def test_unit_tests_mirror_the_source_tree():
+    """tests/unit/ray_operators/<package>/test_<module>.py tests ray_operators/<package>/<module>.py."""
+    root = REPO / "tests" / "unit" / "ray_operators"
+    tests = sorted(root.rglob("test_*.py"))
+    assert len(tests) >= 30
+    for test in tests:
+        module = test.parent.relative_to(root) / (test.name.removeprefix("test_"))
+        assert (REPO / "ray_operators" / module).is_file(), f"{test.relative_to(REPO)} mirrors no module"
+    assert not list((REPO / "tests" / "unit").glob("test_*.py")), "unit tests live under a package path"
+
+
+def test_no_function_in_the_package_is_longer_than_80_lines():
+    import ast
+
+    long = []
+    for path in _package_modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 80:
+                    long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, long
+
+
+def test_the_readme_layout_names_every_part_of_the_tree():
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Layout and boundaries") :]
+    block = section.split("```", 2)[1]
+    named = set(re.findall(r"[\w.]+/?", block))
+    package = REPO / "ray_operators"
+    for entry in sorted(package.iterdir()):
+        if entry.name.startswith("__") or entry.name == "py.typed":
+            continue
+        if entry.is_dir() and (entry / "__init__.py").exists():
+            assert f"{entry.name}/" in named, f"the layout does not name ray_operators/{entry.name}/"
+        elif entry.suffix == ".py":
+            assert entry.name in named, f"the layout does not name ray_operators/{entry.name}"
+    for pipeline_module in (package / "pipelines").glob("*.py"):
+        if pipeline_module.name != "__init__.py":
+            assert pipeline_module.name in named, f"the layout does not name pipelines/{pipeline_module.name}"
+    for folder in ("plugins", "dags", "docs", "docker", "bench", "tests"):
+        assert f"{folder}/" in named
+    for line in block.splitlines():
+        for token in re.findall(r"(?:^|\s)([\w]+/)(?=\s)", line):
+            top = REPO / token if not line.startswith("  ") else None
+            if top is not None:
+                assert top.is_dir(), f"the layout names {token}, which is not in the tree"
+    for sub in (
+        "unit/ray_operators",
+        "unit/repo",
+        "integration",
+        "helpers",
+        "dags",
+        "dags_scheduler",
+        "jobs",
+    ):
+        assert (REPO / "tests" / sub).is_dir() and f"{sub.rsplit('/', 1)[-1]}/" in named
