@@ -15,14 +15,9 @@ from ray_operators.pipelines.loader import find_specs, load_pipeline
 from tests.helpers.paths import EXAMPLES
 from tests.helpers.specs import BASE
 
-TRAIN = """\
-name: demo
-start_date: 2026-01-01
-stages:
-  - name: prep
-    kind: preprocess
-    input: raw.events
-    output: feat.events
+TRAIN = (
+    BASE
+    + """\
   - name: fit
     kind: train
     features: feat.events
@@ -31,6 +26,7 @@ stages:
     model_name: clf
     registry: ml.models
 """
+)
 
 
 # (id, yaml, token the column points at, message pattern, suggestion pattern or None)
