@@ -297,8 +297,9 @@ def _arrow_schema(tbl: Any):
 def _slice_expression(slice_filter: dict[str, Any]):
     from pyiceberg.expressions import EqualTo
 
-    # EqualTo(term, literal): pyiceberg's model fields (term, value) are not its constructor's.
-    return EqualTo(slice_filter["column"], slice_filter["value"])  # type: ignore[call-arg, misc]
+    # EqualTo(term, literal): its constructor, not the pydantic fields (term, value) its stubs show.
+    equal_to: Any = EqualTo
+    return equal_to(slice_filter["column"], slice_filter["value"])
 
 
 def ensure_table(spec: StageSpec, name: str, schema: Any, properties: dict[str, str] | None = None):
