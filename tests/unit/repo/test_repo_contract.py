@@ -81,6 +81,7 @@ def test_pre_commit_runs_ruff_and_validates_the_shipped_specs():
     }
     assert hooks["ruff-check"]["entry"].startswith("ruff check")
     assert hooks["ruff-format"]["entry"].startswith("ruff format")
+    assert hooks["mypy"]["entry"] == "mypy" and hooks["mypy"]["pass_filenames"] is False  # pyproject's files
     validate = hooks["ray-lakehouse-validate"]
     assert validate["entry"] == "ray-lakehouse validate"
     specs = [p.relative_to(REPO).as_posix() for p in (REPO / "dags" / "pipelines").glob("*.yaml")]
