@@ -1,8 +1,9 @@
 """The one subclass of Ray's private ``IcebergDatasink``: a write that checks its run key on the
 very snapshot it commits against.
 
-It relies on two things of Ray's sink, pinned by ``tests/unit/ray_operators/jobs/test_iceberg_sink.py`` so that a
-Ray upgrade that changes them fails loudly instead of silently duplicating a commit:
+It relies on two things of Ray's sink, pinned by
+``tests/unit/ray_operators/jobs/test_iceberg_sink.py`` so that a Ray upgrade that changes them
+fails loudly instead of silently duplicating a commit:
 
 - ``on_write_start(self, schema=None)`` loads the table into ``self._table``, the base the final
   commit asserts (pyiceberg's ``AssertRefSnapshotId`` on ``main``);

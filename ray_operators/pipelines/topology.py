@@ -59,7 +59,7 @@ def find_cycle(deps: Dependencies) -> list[str] | None:
         sorter.prepare()
     except CycleError as err:
         cycle = list(err.args[1])  # [x, ..., x]: the first node closes the loop
-        return _rotate(cycle[:-1], [n for n in deps])
+        return _rotate(cycle[:-1], list(deps))
     return None
 
 
