@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.helpers.iceberg_fixtures"]
+from tests.helpers.suite_report import (
+    FileTimes,
+    allowed_skip,
+    ci_skip_failure,
+    lanes,
+    skip_reason,
+    under_ci,
+)
+
+pytest_plugins = ["tests.helpers.iceberg_fixtures", "pytester"]
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_DAGS = REPO / "tests" / "dags"
@@ -34,9 +43,55 @@ os.environ.update(
         "RAY_USAGE_STATS_ENABLED": "0",
         # The shipped pipeline specs read their raw data from here (make demo / make airflow set it).
         "LAKEHOUSE_RAW_ROOT": os.path.join(_AIRFLOW_HOME, "raw"),
+        # dag.test() runs a deferred task and its trigger in this one process: no scheduler, so no
+        # stale executor event for the hold to wait out (ray_operators/triggers/_resume.py). The
+        # real-scheduler stacks (devstack/standalone.py) keep the default 10 s, and the test of
+        # the hold itself sets it back (test_log_streaming.py).
+        "AIRFLOW__RAY_LAKEHOUSE__RESUME_HOLD_SECONDS": "0",
     }
 )
 os.environ.pop("RAY_ADDRESS", None)
+
+_FILE_TIMES = FileTimes()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``make test``: ``-n 2 --dist loadgroup``), one lane per worker: whole
+    files, balanced by their time budgets in tests/README.md. Static lanes keep the two longest
+    files on two workers (xdist's own file scheduling hands a worker its next file before the
+    current one ends, which could queue the two longest on one), and keep module fixtures whole."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2:
+        return
+    lane_of = lanes(sorted({item.nodeid.split("::", 1)[0] for item in items}), workers)
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(f"lane{lane_of[item.nodeid.split('::', 1)[0]]}"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true, a skip outside the allowlist fails (tests/helpers/suite_report.py)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail") and under_ci():
+        reason = skip_reason(report.longrepr)
+        if allowed_skip(item.nodeid) is None:
+            report.outcome = "failed"
+            report.longrepr = ci_skip_failure(item.nodeid, reason)
+
+
+def pytest_runtest_logreport(report):
+    # Under pytest-xdist the controller gets every worker's reports here: one table for the run.
+    _FILE_TIMES.add(report.nodeid, report.duration)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FILE_TIMES.seconds and not hasattr(terminalreporter.config, "workerinput"):
+        terminalreporter.write_sep("=", "slowest test files (time budgets: tests/README.md)")
+        for line in _FILE_TIMES.lines():
+            terminalreporter.write_line(line)
+
 
 #: A token the cluster does not know; tests check it never leaks either.
 BAD_TOKEN = "bad-token-0123456789abcdef"
@@ -108,3 +163,38 @@ def postgres():
         yield server
     finally:
         server.stop()
+
+
+#: The database on the session's PostgreSQL that holds Airflow's migrated schema, to copy.
+AIRFLOW_TEMPLATE_DB = "airflow_migrated"
+
+
+@pytest.fixture(scope="session")
+def airflow_postgres(postgres, tmp_path_factory):
+    """``new(name) -> URL``: a PostgreSQL database with Airflow's schema at head, for one stack.
+
+    ``airflow db migrate`` runs once a session (about half a minute on 2 cores); each stack gets a
+    file-level copy of that database (``CREATE DATABASE ... TEMPLATE``, well under a second), which
+    ``airflow standalone`` then finds at head and does not migrate again.
+    """
+    url = postgres.create_database(AIRFLOW_TEMPLATE_DB)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    env.update(
+        {
+            "AIRFLOW_HOME": str(tmp_path_factory.mktemp("airflow-migrate")),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url,
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        }
+    )
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+
+    def new(name: str) -> str:
+        return postgres.create_database(name, template=AIRFLOW_TEMPLATE_DB)
+
+    return new

@@ -246,11 +246,16 @@ class LocalPostgres:
             self.workdir = None
             self._owns_workdir = False
 
-    def create_database(self, name: str) -> str:
-        """Create database ``name`` (it must not exist); returns its SQLAlchemy URL."""
-        if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
-            raise ValueError(f"not a plain database name: {name!r}")
-        done = self._client("createdb", name)
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Create database ``name`` (it must not exist); returns its SQLAlchemy URL.
+
+        :param template: copy this database (``createdb -T``: a file-level copy, far quicker than
+            building the same schema again); nothing may be connected to it meanwhile.
+        """
+        for each in (name, template):
+            if each is not None and not re.fullmatch(r"[a-z_][a-z0-9_]*", each):
+                raise ValueError(f"not a plain database name: {each!r}")
+        done = self._client("createdb", *(("-T", template) if template else ()), name)
         if done.returncode != 0:
             raise RuntimeError(f"createdb {name} failed: {done.stderr.strip()}")
         return self.database_url(name)

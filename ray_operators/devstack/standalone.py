@@ -97,9 +97,22 @@ class StandaloneAirflow:
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_log),
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_log),
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(health),
-                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                # Short loop periods: a local stack reacts within a second to a new file, a run
+                # created by the CLI or the API, a trigger's event or an asset event, instead of
+                # Airflow's production defaults (tens of seconds to minutes, sized for many DAGs).
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+                "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "1",
+                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+                "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
+                "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2",
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+                # A worker that cannot load its DAG yet (a file parsed a moment ago) tries again
+                # in 2 s, not 60.
+                "AIRFLOW__WORKERS__MISSING_DAG_RETRY_DELAY": "2",
+                # `airflow standalone` migrates the database before it starts its components: the
+                # components and later CLI calls need not check the migrations again.
+                "AIRFLOW__DATABASE__CHECK_MIGRATIONS": "False",
                 "RAY_USAGE_STATS_ENABLED": "0",
                 # standalone starts its components as `airflow ...` from PATH.
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -139,7 +152,7 @@ class StandaloneAirflow:
                 raise RuntimeError(f"airflow standalone exited {code}; see {self.log_path}")
             if self._jobs_alive({"SchedulerJob", "TriggererJob", "DagProcessorJob"}):
                 return self
-            time.sleep(1)
+            time.sleep(0.5)
         self.stop()
         raise RuntimeError(f"airflow standalone did not come up in {timeout}s; see {self.log_path}")
 
@@ -240,6 +253,12 @@ class StandaloneAirflow:
     def restart_triggerer(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 60.0) -> int:
         """Stop the triggerer (``sig``: SIGTERM is a restart, SIGKILL a crash) and start a new one
         (in a process group of its own, which :meth:`stop` stops too); returns the new one's pid."""
+        self.stop_triggerer(sig, timeout)
+        return self.start_triggerer()
+
+    def stop_triggerer(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 60.0) -> None:
+        """Stop the running triggerer and wait until its processes are gone (SIGKILL after
+        ``timeout``). Its triggers wait in the database until :meth:`start_triggerer`."""
         assert self.process is not None, "start the stack first"
         old = self.component_pids("triggerer")
         if not old:
@@ -253,6 +272,10 @@ class StandaloneAirflow:
                         os.kill(pid, signal.SIGKILL)
                 break
             time.sleep(0.2)
+
+    def start_triggerer(self) -> int:
+        """Start a triggerer (after :meth:`stop_triggerer`); returns its pid."""
+        assert self.process is not None, "start the stack first"
         log = (self.home / "triggerer-restarted.log").open("ab")
         new = subprocess.Popen(
             [str(Path(sys.executable).parent / "airflow"), "triggerer"],
@@ -323,7 +346,7 @@ class StandaloneAirflow:
                 self._http("GET", "/api/v2/version", None, None, 5)
                 return
             except (OSError, RuntimeError):
-                time.sleep(1)
+                time.sleep(0.5)
         raise RuntimeError(f"the Airflow API did not answer at {self.url} in {timeout}s; see {self.log_path}")
 
     def wait_parsed(self, wanted: set[str], timeout: float = 300.0) -> set[str]:
@@ -342,7 +365,7 @@ class StandaloneAirflow:
                     f"DAGs not parsed in {timeout}s: missing {sorted(wanted - found)}; import errors: "
                     f"{errors or 'none'}; see {self.log_path}"
                 )
-            time.sleep(1)
+            time.sleep(0.5)
 
     def set_paused(self, dag_id: str, paused: bool) -> None:
         self.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
@@ -359,7 +382,7 @@ class StandaloneAirflow:
             rows = self.query("SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", dag_id, run_id)
             if rows and rows[0][0] in ("success", "failed"):
                 return rows[0][0]
-            time.sleep(2)
+            time.sleep(0.5)
         raise RuntimeError(f"run {dag_id}/{run_id} did not finish in {timeout}s; see {self.log_path}")
 
     def stop(self, grace: float = 30.0) -> None:

@@ -156,6 +156,11 @@ def commit_exactly_once(
             # is done (our data files stay unreferenced); otherwise write again on the new head.
             tbl = catalog.load_table(name)
             if find_committed(tbl, spec.run_key) is not None:
+                print(
+                    f"{name}: commit conflict: a concurrent writer committed run key {spec.run_key}; "
+                    "this write adds nothing",
+                    flush=True,
+                )
                 skipped = True
                 break
             print(f"{name}: commit conflict with a concurrent writer, attempt {attempt + 1}", flush=True)

@@ -8,6 +8,9 @@ Seen here with the real scheduler on 2 busy cores: the stale event came 5 s afte
 So the operators set ``not_before`` when they defer, and a trigger holds its event until then.
 Quick jobs never pay for it: ``RayJobOperator`` watches a job in the worker for a few seconds
 before it defers (``wait_before_defer``).
+
+The hold is ``[ray_lakehouse] resume_hold_seconds`` (``AIRFLOW__RAY_LAKEHOUSE__RESUME_HOLD_SECONDS``,
+default 10), read when the task defers.
 """
 
 from __future__ import annotations
@@ -15,13 +18,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-#: Seconds after a task defers before its trigger may fire.
-RESUME_NOT_BEFORE_S = 10.0
+from ray_operators.airflow_conf import resume_hold_seconds
 
 
 def not_before_from_now() -> float:
-    """The ``not_before`` (epoch seconds) of a trigger created now."""
-    return time.time() + RESUME_NOT_BEFORE_S
+    """The ``not_before`` (epoch seconds) of a trigger created now: now plus the configured hold."""
+    return time.time() + resume_hold_seconds()
 
 
 async def hold_until(not_before: float | None) -> None:

@@ -159,18 +159,14 @@ class IcebergSnapshotTrigger(BaseEventTrigger):
     # ---- the loop --------------------------------------------------------------------------
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from ray_operators.iceberg_catalog import (
-            IcebergWatchError,
-            TableWatch,
-            build_catalog,
-            is_permanent,
-        )
+        from ray_operators.iceberg_catalog import TableWatch, build_catalog
 
         cursor, found, store = await self._load_cursor(self._store())
         watch: TableWatch | None = None
         initialised = found
         errors = 0
         unsaved: Cursor | None = None
+        watching = False  # the first successful poll is logged: the watch is live from then on
         while True:
             self.polls += 1
             if unsaved is not None:
@@ -186,28 +182,8 @@ class IcebergSnapshotTrigger(BaseEventTrigger):
                 metadata, changed = await asyncio.to_thread(watch.poll)
                 errors = 0
             except Exception as err:
-                if isinstance(err, IcebergWatchError) or is_permanent(err):
-                    raise IcebergWatchError(
-                        f"Watching Iceberg table {self.table!r} (connection {self.iceberg_conn_id!r}) "
-                        f"failed: {type(err).__name__}: {err}"
-                    ) from err
                 errors += 1
-                if errors >= MAX_TRANSIENT_ERRORS:
-                    raise IcebergWatchError(
-                        f"Watching Iceberg table {self.table!r}: {errors} catalog errors in a row, last "
-                        f"{type(err).__name__}: {err}"
-                    ) from err
-                backoff = min(self.poll_interval * 2**errors, MAX_BACKOFF_SECONDS)
-                self.log.warning(
-                    "Polling %s failed (%s/%s), retrying in %.0fs: %s: %s",
-                    self.table,
-                    errors,
-                    MAX_TRANSIENT_ERRORS,
-                    backoff,
-                    type(err).__name__,
-                    err,
-                )
-                await asyncio.sleep(backoff)
+                await asyncio.sleep(self._backoff_after(err, errors))
                 continue
             finally:
                 self.catalog_calls = watch.catalog_calls if watch is not None else 0
@@ -218,6 +194,14 @@ class IcebergSnapshotTrigger(BaseEventTrigger):
                 if cursor is not None:
                     await self._save_cursor(store, cursor)
                 changed = True
+            if not watching:
+                watching = True
+                self.log.info(
+                    "Watching %s@%s after snapshot %s",
+                    self.table,
+                    self.branch,
+                    cursor.snapshot_id if cursor is not None else None,
+                )
             if metadata is None:
                 self.log.debug("%s does not exist yet; waiting", self.table)
             elif changed:
@@ -232,6 +216,33 @@ class IcebergSnapshotTrigger(BaseEventTrigger):
                     else:
                         await self._save_cursor(store, cursor)
             await asyncio.sleep(self.poll_interval)
+
+    def _backoff_after(self, err: Exception, errors: int) -> float:
+        """Seconds to wait after the ``errors``-th failed poll in a row (logged); raises when the
+        error is permanent or too many came in a row."""
+        from ray_operators.iceberg_catalog import IcebergWatchError, is_permanent
+
+        if isinstance(err, IcebergWatchError) or is_permanent(err):
+            raise IcebergWatchError(
+                f"Watching Iceberg table {self.table!r} (connection {self.iceberg_conn_id!r}) "
+                f"failed: {type(err).__name__}: {err}"
+            ) from err
+        if errors >= MAX_TRANSIENT_ERRORS:
+            raise IcebergWatchError(
+                f"Watching Iceberg table {self.table!r}: {errors} catalog errors in a row, last "
+                f"{type(err).__name__}: {err}"
+            ) from err
+        backoff = min(self.poll_interval * 2**errors, MAX_BACKOFF_SECONDS)
+        self.log.warning(
+            "Polling %s failed (%s/%s), retrying in %.0fs: %s: %s",
+            self.table,
+            errors,
+            MAX_TRANSIENT_ERRORS,
+            backoff,
+            type(err).__name__,
+            err,
+        )
+        return backoff
 
     def _initial_cursor(self, metadata: Any | None) -> Cursor | None:
         if self.since_snapshot_id is not None:

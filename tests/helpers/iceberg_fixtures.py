@@ -110,3 +110,48 @@ class BackgroundTrigger:
                 await asyncio.sleep(0.02)
 
         await asyncio.wait_for(wait(), timeout)
+
+
+class CatalogTraffic:
+    """What reaches the catalog, counted at the catalog, not by the code under test: SQL statements
+    executed on the SqlCatalog's sqlite database under ``root``, and table metadata files read.
+
+    A context manager; ``snapshot()`` returns ``(statements, metadata_reads)`` so far.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.database = str(Path(root) / "catalog.db")
+        self.statements = 0
+        self.metadata_reads = 0
+        self._real_read: Any = None
+
+    def _on_execute(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if self.database in str(conn.engine.url):
+            self.statements += 1
+
+    def snapshot(self) -> tuple[int, int]:
+        return self.statements, self.metadata_reads
+
+    def __enter__(self) -> CatalogTraffic:
+        from pyiceberg.serializers import FromInputFile
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        event.listen(Engine, "before_cursor_execute", self._on_execute)
+        self._real_read = FromInputFile.table_metadata
+        traffic, real = self, self._real_read
+
+        def counted(input_file: Any, encoding: str = "utf-8") -> Any:
+            traffic.metadata_reads += 1
+            return real(input_file, encoding)
+
+        FromInputFile.table_metadata = staticmethod(counted)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from pyiceberg.serializers import FromInputFile
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        event.remove(Engine, "before_cursor_execute", self._on_execute)
+        FromInputFile.table_metadata = staticmethod(self._real_read)

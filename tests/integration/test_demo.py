@@ -191,7 +191,7 @@ def test_make_airflow_after_make_demo_shows_the_lineage_in_the_ui(tmp_path):
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[
                 -5000:
             ]
-            time.sleep(1)
+            time.sleep(0.25)
         out = log.read_text()
         url, password = re.search(
             r"Airflow UI: (http://127\.0\.0\.1:\d+)\s+login: admin / (\S+)", out
@@ -352,5 +352,5 @@ class _Api:
             state = self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")["state"]
             if state in ("success", "failed"):
                 return state
-            time.sleep(2)
+            time.sleep(0.5)
         raise AssertionError(f"{dag_id}/{run_id} did not finish in {timeout}s")

@@ -81,8 +81,13 @@ def test_current_at_finds_the_snapshot_of_a_data_interval_start(iceberg):
     assert sensor._current_at(metadata, stamps[ids[1]]).snapshot_id == ids[1]
     assert sensor._current_at(metadata, stamps[ids[2]] + 10_000).snapshot_id == ids[2]
     assert sensor._current_at(metadata, stamps[ids[0]] - 1) == Cursor(None)
+    # The data-interval start a scheduled run gets, a datetime: the snapshot current at that moment
+    # (exactly at its commit, the snapshot itself; a millisecond before, its parent).
     when = datetime.fromtimestamp(stamps[ids[1]] / 1000, UTC)
-    assert when - timedelta(seconds=1) < when
+    interval = {"data_interval_start": when, "data_interval_end": when + timedelta(hours=1)}
+    assert sensor._resolve_start(interval).snapshot_id == ids[1]
+    earlier = {**interval, "data_interval_start": when - timedelta(milliseconds=1)}
+    assert sensor._resolve_start(earlier).snapshot_id == ids[0]
 
 
 def test_sensor_rejects_unknown_start_from():

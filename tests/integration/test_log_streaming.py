@@ -146,11 +146,17 @@ def test_a_quick_deferrable_job_ends_in_the_worker_without_a_trigger(env, capfd,
     assert xcoms("ray_quick_deferrable", run.run_id)["return_value"]["result"] == {"lines": 2_000}
 
 
-def test_a_longer_job_is_watched_then_handed_to_a_trigger_that_holds_its_event(env, capfd, triggers):
+def test_a_longer_job_is_watched_then_handed_to_a_trigger_that_holds_its_event(
+    env, capfd, triggers, monkeypatch
+):
     """The worker shows the log for wait_before_defer seconds, then defers from that offset; the
-    trigger may not fire sooner than RESUME_NOT_BEFORE_S after the deferral."""
-    from ray_operators.triggers._resume import RESUME_NOT_BEFORE_S
+    trigger may not fire sooner than ``[ray_lakehouse] resume_hold_seconds`` after the deferral.
 
+    The suite runs dag.test() with a hold of 0 (no scheduler, no stale executor event to wait
+    out); this test sets the default hold back, since the hold is what it checks."""
+    from ray_operators.airflow_conf import DEFAULT_RESUME_HOLD_SECONDS
+
+    monkeypatch.setenv("AIRFLOW__RAY_LAKEHOUSE__RESUME_HOLD_SECONDS", str(DEFAULT_RESUME_HOLD_SECONDS))
     deferred_after = time.time()
     run = run_dag("ray_many_lines_wait_then_defer")
     out, err = capfd.readouterr()
@@ -159,7 +165,7 @@ def test_a_longer_job_is_watched_then_handed_to_a_trigger_that_holds_its_event(e
     assert triggers, "the job outlived the worker's watch: it should have deferred"
     first = triggers[0]
     assert first["log_offset"] > 0  # the worker had shown the first part
-    assert first["not_before"] >= deferred_after + RESUME_NOT_BEFORE_S
+    assert first["not_before"] >= deferred_after + DEFAULT_RESUME_HOLD_SECONDS
     assert _numbers(out + err) == list(range(LINES)), "a line was lost or repeated across the handoff"
 
 

@@ -144,7 +144,7 @@ def _finished(stack: StandaloneAirflow, dag_id: str, count: int, run_type: str |
 
 
 def test_schedule_backfill_ui_trigger_and_asset_runs(
-    airflow_db, ray_head, iceberg, postgres, tmp_path, monkeypatch
+    airflow_db, ray_head, iceberg, airflow_postgres, tmp_path, monkeypatch
 ):
     catalog = iceberg.catalog
     raw_root = tmp_path / "raw"
@@ -168,7 +168,7 @@ def test_schedule_backfill_ui_trigger_and_asset_runs(
         dags_folder=folder,
         env={**connection_env(iceberg.conn_id, iceberg.root), "TEST_RAW_ROOT": str(raw_root)},
         # PostgreSQL: `airflow backfill create` writes beside the scheduler without lock waits.
-        database_url=postgres.create_database("pipelines_scheduler"),
+        database_url=airflow_postgres("pipelines_scheduler"),
     )
     with stack:
         wait_for(

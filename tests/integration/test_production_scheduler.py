@@ -144,7 +144,7 @@ class Production:
 
 
 @pytest.fixture(scope="module")
-def production(tmp_path_factory, postgres):
+def production(tmp_path_factory, airflow_postgres):
     from pyiceberg.catalog import load_catalog
 
     from ray_operators.devstack.stack import ProductionStack
@@ -163,7 +163,7 @@ def production(tmp_path_factory, postgres):
             home=root / "airflow",
             dags_folder=folder,
             env=stack.airflow_env(),
-            database_url=postgres.create_database("production_scheduler"),
+            database_url=airflow_postgres("production_scheduler"),
         )
         with airflow:
             airflow.wait_api()
@@ -302,6 +302,8 @@ def test_worker_node_lost_mid_preprocess_commits_exactly_once(production):
         j for j in production.ray_jobs("prod_worker_lost") if j["submission_id"] == job["submission_id"]
     ]
     assert during["status"] == "RUNNING", during
+    # The scenario, not a wait for an event: the lost node stays away a few seconds (a replacement
+    # node takes at least that long to come up), so the job meets a cluster without a worker.
     time.sleep(3)
     joined = stack.start_worker().node_id
     assert lost and joined and joined != lost
@@ -339,10 +341,18 @@ def test_storage_stopped_while_a_sensor_waits(production):
         1,
         "the sensor to defer",
     )
-    time.sleep(3)  # the trigger has polled and saved its starting point
+    trigger_logs = airflow.home / "logs" / "dag_id=prod_sense" / f"run_id={run_id}" / "task_id=wait"
+
+    def trigger_log() -> str:
+        return "\n".join(p.read_text(errors="replace") for p in trigger_logs.glob("attempt=1.log.trigger.*"))
+
+    # The trigger's first poll succeeded (it logs the snapshot it watches after) before the outage.
+    wait_for(lambda: "Watching raw.events@main after snapshot" in trigger_log(), 120, 0.2, "the first poll")
     stack.storage.stop()
     try:
-        time.sleep(12)  # polls fail: the trigger backs off (2s, 4s, 8s, ...)
+        # Polls fail: the trigger backs off (2 s, 4 s, 8 s, ...). Two failed polls in a row, seen in
+        # its log, are the outage the test needs; storage comes back while it backs off.
+        wait_for(lambda: "Polling raw.events failed (2/" in trigger_log(), 120, 0.2, "two failed polls")
     finally:
         stack.storage.start()
     assert production.task_state("prod_sense", run_id, "wait")[0] == "deferred"

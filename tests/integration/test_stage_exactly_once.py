@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
+from ray_operators.contract.result import parse_result
 from ray_operators.contract.spec import StageSpec
 from ray_operators.jobs.write import find_committed
 from tests.conftest import wait_for
@@ -56,26 +57,42 @@ def test_stopped_job_leaves_no_commit_and_the_retry_writes_exactly_once(airflow_
     )
 
     _run(hook, spec, "eo-a1")
-    wait_for(
-        lambda: "stage preprocess: run key" in hook.get_job_logs("eo-a1"), 90, what="the job to start work"
+    # Stop the job inside its write: its write tasks have written data files (each batch's file
+    # is written as it comes), and nothing is committed yet.
+    data_files = wait_for(
+        lambda: sorted(iceberg.root.glob("warehouse/**/target/data/**/*.parquet")),
+        120,
+        interval=0.1,
+        what="the job's write to write its first data file",
     )
     hook.stop_job("eo-a1")
     wait_for(lambda: _status(hook, "eo-a1") == "STOPPED", 30, what="the job to stop")
     catalog = iceberg.catalog
+    assert data_files, "the job was stopped before its write"
     assert (
         not catalog.table_exists("db.target")
         or find_committed(catalog.load_table("db.target"), spec.run_key) is None
     ), "a stopped job committed"
+    assert "stage preprocess result:" not in hook.get_job_logs("eo-a1")
 
     _run(hook, spec, "eo-a2")
     wait_for(lambda: _status(hook, "eo-a2") in ("SUCCEEDED", "FAILED"), 300, interval=1, what="the retry")
     assert _status(hook, "eo-a2") == "SUCCEEDED", hook.get_job_logs("eo-a2")[-2000:]
+    written = parse_result(hook.get_job_logs("eo-a2"))["output"]
+    assert written["skipped"] is False and written["rows"] == 400, written
     target = catalog.load_table("db.target")
     assert target.scan().to_arrow().num_rows == 400
+    assert sorted(target.scan().to_arrow()["id"].to_pylist()) == list(range(400))
     snapshots = len(target.metadata.snapshots)
 
     _run(hook, spec, "eo-a3")  # a replay of the same run (cleared task, re-run backfill)
     wait_for(lambda: _status(hook, "eo-a3") in ("SUCCEEDED", "FAILED"), 300, interval=1, what="the replay")
+    # The replay itself succeeded and said it skipped, pointing at the retry's commit: a replay
+    # that crashed would also have written nothing.
+    assert _status(hook, "eo-a3") == "SUCCEEDED", hook.get_job_logs("eo-a3")[-2000:]
+    replayed = parse_result(hook.get_job_logs("eo-a3"))["output"]
+    assert replayed["skipped"] is True, replayed
+    assert replayed["snapshot_id"] == written["snapshot_id"]
     target = catalog.load_table("db.target")
     assert target.scan().to_arrow().num_rows == 400
     assert len(target.metadata.snapshots) == snapshots

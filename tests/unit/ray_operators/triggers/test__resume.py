@@ -26,6 +26,29 @@ def slept(monkeypatch):
     return delays
 
 
+#: The hold these tests configure (the suite runs with 0: see tests/conftest.py).
+HOLD = 7.0
+
+
+@pytest.fixture
+def hold(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__RAY_LAKEHOUSE__RESUME_HOLD_SECONDS", str(HOLD))
+    return HOLD
+
+
+def test_the_hold_defaults_to_ten_seconds_and_is_configurable(monkeypatch):
+    from ray_operators.airflow_conf import resume_hold_seconds
+
+    monkeypatch.delenv("AIRFLOW__RAY_LAKEHOUSE__RESUME_HOLD_SECONDS", raising=False)
+    assert resume_hold_seconds() == 10.0
+    monkeypatch.setenv("AIRFLOW__RAY_LAKEHOUSE__RESUME_HOLD_SECONDS", "2.5")
+    assert resume_hold_seconds() == 2.5
+    before = time.time()
+    assert before + 2.5 <= _resume.not_before_from_now() <= time.time() + 2.5
+    monkeypatch.setenv("AIRFLOW__RAY_LAKEHOUSE__RESUME_HOLD_SECONDS", "-1")
+    assert resume_hold_seconds() == 0.0
+
+
 def test_hold_until_sleeps_only_for_what_is_left(slept):
     asyncio.run(_resume.hold_until(None))
     asyncio.run(_resume.hold_until(time.time() - 5))
@@ -34,8 +57,8 @@ def test_hold_until_sleeps_only_for_what_is_left(slept):
     assert len(slept) == 1 and 6 < slept[0] <= 7
 
 
-def test_the_ray_job_trigger_yields_its_event_no_sooner_than_not_before(slept, monkeypatch):
-    not_before = time.time() + _resume.RESUME_NOT_BEFORE_S
+def test_the_ray_job_trigger_yields_its_event_no_sooner_than_not_before(slept, monkeypatch, hold):
+    not_before = _resume.not_before_from_now()
     trigger = RayJobTrigger(submission_id="raysubmit_1", not_before=not_before)
     # Serialized with it: a triggerer restart keeps the deferral's clock, not its own.
     assert trigger.serialize()[1]["not_before"] == not_before
@@ -51,10 +74,10 @@ def test_the_ray_job_trigger_yields_its_event_no_sooner_than_not_before(slept, m
 
     (event,) = asyncio.run(first_event())
     assert event.payload["status"] == "SUCCEEDED"
-    assert len(slept) == 1 and _resume.RESUME_NOT_BEFORE_S - 1 < slept[0] <= _resume.RESUME_NOT_BEFORE_S
+    assert len(slept) == 1 and hold - 1 < slept[0] <= hold
 
 
-def test_the_deferring_sensor_sets_not_before_and_its_trigger_serializes_it():
+def test_the_deferring_sensor_sets_not_before_and_its_trigger_serializes_it(hold):
     from airflow.sdk.exceptions import TaskDeferred
 
     from ray_operators.sensors.iceberg import IcebergSnapshotSensor
@@ -64,9 +87,5 @@ def test_the_deferring_sensor_sets_not_before_and_its_trigger_serializes_it():
     with pytest.raises(TaskDeferred) as deferred:
         sensor._defer({}, None)
     trigger = deferred.value.trigger
-    assert (
-        before + _resume.RESUME_NOT_BEFORE_S
-        <= trigger.not_before
-        <= time.time() + _resume.RESUME_NOT_BEFORE_S
-    )
+    assert before + hold <= trigger.not_before <= time.time() + hold
     assert trigger.serialize()[1]["not_before"] == trigger.not_before
