@@ -85,6 +85,10 @@ def environment(root: Path, project: Path) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         # Our operators follow Airflow's switch: wait in the triggerer, never in a worker.
         "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
+        # dag.test() runs a deferred task and its trigger in this one process: there is no
+        # scheduler whose stale executor event the resume hold waits out (triggers/_resume.py).
+        # The real-scheduler stacks (`make airflow`, `--stack production`) keep the 10 s default.
+        "AIRFLOW__RAY_LAKEHOUSE__RESUME_HOLD_SECONDS": "0",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         # Progress on the terminal: our operators' and sensors' task logs (the Ray job's own lines,
         # Ray Data's progress among them) and dag.test()'s task start and end (see _StageProgress).
@@ -317,8 +321,9 @@ def _run_on_scheduler(
         dags_folder=project / "dags",
         plugins_folder=project / "plugins",
         # Only the demo's pipelines run: every DAG starts paused, and the demo unpauses its three.
+        # The real scheduler needs the resume hold: its default, not dag.test()'s 0.
         env={
-            **env,
+            **{k: v for k, v in env.items() if k != "AIRFLOW__RAY_LAKEHOUSE__RESUME_HOLD_SECONDS"},
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         },

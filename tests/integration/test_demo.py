@@ -2,6 +2,10 @@
 
 The report's numbers are checked against the tables, and the second run must read only the new
 snapshot. Also `make airflow`'s entry point: the real stack serves the UI with the pipelines.
+
+Time: about 5 minutes. Each test runs a command users run, end to end, in its own process:
+`make demo` twice (Ray head, Airflow home, three pipelines), its Spark variant (a JVM), and
+`make airflow` with a real browser; none of these can share a running stack with another test.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ One stack, four ways a pipeline runs, each checked in the tables it writes:
 - an asset-driven run started by a commit to the watched table, reading exactly that snapshot.
 
 The stack's metadata database is PostgreSQL (the ``postgres`` fixture; skipped without it).
+
+Time: about 2.5 minutes: one `airflow standalone` for four ways a pipeline runs; the second
+backfill waits for the scheduler to close the first (Airflow marks backfills complete every 30 s).
 """
 
 from __future__ import annotations

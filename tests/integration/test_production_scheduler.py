@@ -13,6 +13,10 @@ worker node (every task), and ``airflow standalone`` on PostgreSQL with connecti
   resumes when storage is back, and reports the snapshot committed after the outage.
 - The triggerer restarted while a stage is deferred: the stage finishes from the same Ray job, no
   second job, one commit.
+
+Time: about 5 minutes. The production shape is started once for the module (SeaweedFS, two
+Ray nodes, `airflow standalone` on PostgreSQL: about 40 s), and each fault needs a real stage
+running under the real scheduler when it strikes.
 """
 
 from __future__ import annotations

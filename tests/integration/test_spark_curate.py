@@ -5,6 +5,9 @@ tests fail when they drift apart.
 
 Skipped, with what to install, where Java or the SQLite JDBC jar is missing (``.ci/run`` installs
 them).
+
+Time: about 4 minutes, mostly CPU: every run is a real `spark-submit`, a JVM that takes most
+of both cores for a while as it starts.
 """
 
 from __future__ import annotations

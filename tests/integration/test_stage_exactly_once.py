@@ -30,11 +30,13 @@ def test_stopped_job_leaves_no_commit_and_the_retry_writes_exactly_once(airflow_
     source = iceberg.catalog.create_table(
         "db.source", schema=pa.schema([("id", pa.int64()), ("v", pa.float64())])
     )
-    source.append(
-        pa.table(
-            {"id": list(range(400)), "v": [float(i) for i in range(400)]}, schema=source.schema().as_arrow()
-        )
-    )
+    # Ten data files of 40 rows: ten blocks, each transformed (2 s) and written as it comes, so the
+    # write goes on for several seconds after its first file and the job can be stopped inside it.
+    # (One file would be one block: its file written, then the commit at once.)
+    with source.transaction() as tx:
+        for start in range(0, 400, 40):
+            ids = list(range(start, start + 40))
+            tx.append(pa.table({"id": ids, "v": [float(i) for i in ids]}, schema=source.schema().as_arrow()))
     spec = StageSpec.from_json(
         {
             "stage": "preprocess",
@@ -68,7 +70,9 @@ def test_stopped_job_leaves_no_commit_and_the_retry_writes_exactly_once(airflow_
     hook.stop_job("eo-a1")
     wait_for(lambda: _status(hook, "eo-a1") == "STOPPED", 30, what="the job to stop")
     catalog = iceberg.catalog
-    assert data_files, "the job was stopped before its write"
+    # Stopped inside the write: some of its ten files written, not all.
+    written_before_stop = sorted(iceberg.root.glob("warehouse/**/target/data/**/*.parquet"))
+    assert data_files and len(written_before_stop) < 10, written_before_stop
     assert (
         not catalog.table_exists("db.target")
         or find_committed(catalog.load_table("db.target"), spec.run_key) is None

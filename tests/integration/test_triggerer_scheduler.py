@@ -6,6 +6,9 @@ for the module, and what runs in the triggerer:
   cursor lives in Airflow's asset state store, not in the triggerer;
 - a Ray job whose task is deferred keeps running through a triggerer restart, and is stopped when
   a user marks the task failed (Airflow cancels the trigger and calls its ``on_kill``).
+
+Time: about 2.5 minutes: one `airflow standalone` for the module (its start is a third of it);
+the triggerer restarts twice, and each new triggerer picks its triggers up within seconds.
 """
 
 from __future__ import annotations
