@@ -71,6 +71,10 @@ def say(message: str, *, flush: bool = True) -> None:
     print(f"==> [{time.monotonic() - _STARTED:6.1f}s] {message}", flush=flush)
 
 
+#: ``[ray_lakehouse] resume_hold_seconds`` (ray_operators/triggers/_resume.py) in the environment.
+RESUME_HOLD_ENV = "AIRFLOW__RAY_LAKEHOUSE__RESUME_HOLD_SECONDS"
+
+
 def environment(root: Path, project: Path) -> dict[str, str]:
     """The embedded default: Airflow home, catalog and raw data under ``root``."""
     catalog = {
@@ -88,7 +92,7 @@ def environment(root: Path, project: Path) -> dict[str, str]:
         # dag.test() runs a deferred task and its trigger in this one process: there is no
         # scheduler whose stale executor event the resume hold waits out (triggers/_resume.py).
         # The real-scheduler stacks (`make airflow`, `--stack production`) keep the 10 s default.
-        "AIRFLOW__RAY_LAKEHOUSE__RESUME_HOLD_SECONDS": "0",
+        RESUME_HOLD_ENV: "0",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         # Progress on the terminal: our operators' and sensors' task logs (the Ray job's own lines,
         # Ray Data's progress among them) and dag.test()'s task start and end (see _StageProgress).
@@ -96,6 +100,17 @@ def environment(root: Path, project: Path) -> dict[str, str]:
         "AIRFLOW_CONN_ICEBERG_DEFAULT": json.dumps({"conn_type": "iceberg", "extra": catalog}),
         "LAKEHOUSE_RAW_ROOT": str(root / "raw"),
         "RAY_USAGE_STATS_ENABLED": "0",
+    }
+
+
+def scheduler_environment(env: dict[str, str]) -> dict[str, str]:
+    """The demo's environment for ``airflow standalone``: the real scheduler needs the resume
+    hold, its default, not dag.test()'s 0; only the demo's pipelines run (every DAG starts paused,
+    and the demo unpauses its three)."""
+    return {
+        **{k: v for k, v in env.items() if k != RESUME_HOLD_ENV},
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
     }
 
 
@@ -320,13 +335,7 @@ def _run_on_scheduler(
         home=root / "airflow",
         dags_folder=project / "dags",
         plugins_folder=project / "plugins",
-        # Only the demo's pipelines run: every DAG starts paused, and the demo unpauses its three.
-        # The real scheduler needs the resume hold: its default, not dag.test()'s 0.
-        env={
-            **{k: v for k, v in env.items() if k != "AIRFLOW__RAY_LAKEHOUSE__RESUME_HOLD_SECONDS"},
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        },
+        env=scheduler_environment(env),
         database_url=database_url,
     )
     try:

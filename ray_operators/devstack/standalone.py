@@ -150,11 +150,21 @@ class StandaloneAirflow:
                 code = self.process.returncode
                 self.stop()
                 raise RuntimeError(f"airflow standalone exited {code}; see {self.log_path}")
-            if self._jobs_alive({"SchedulerJob", "TriggererJob", "DagProcessorJob"}):
+            # Up means every component, the API server too: a task's worker reports to the
+            # execution API, and one that starts before the API answers backs off for seconds to
+            # minutes (more on a slower machine), or fails into its retry delay.
+            if self._jobs_alive({"SchedulerJob", "TriggererJob", "DagProcessorJob"}) and self._api_up():
                 return self
             time.sleep(0.5)
         self.stop()
         raise RuntimeError(f"airflow standalone did not come up in {timeout}s; see {self.log_path}")
+
+    def _api_up(self) -> bool:
+        try:
+            self._http("GET", "/api/v2/version", None, None, 5)
+        except (OSError, RuntimeError, ValueError):
+            return False
+        return True
 
     def _jobs_alive(self, kinds: set[str]) -> bool:
         rows = self.query("SELECT job_type FROM job WHERE state = 'running' AND id >= ?", self._first_job_id)
@@ -339,14 +349,12 @@ class StandaloneAirflow:
         return json.loads(text) if text else None
 
     def wait_api(self, timeout: float = 180.0) -> None:
-        """Wait until the API server answers (it starts after the scheduler)."""
+        """Wait until the API server answers (:meth:`start` waits for it too)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                self._http("GET", "/api/v2/version", None, None, 5)
+            if self._api_up():
                 return
-            except (OSError, RuntimeError):
-                time.sleep(0.5)
+            time.sleep(0.5)
         raise RuntimeError(f"the Airflow API did not answer at {self.url} in {timeout}s; see {self.log_path}")
 
     def wait_parsed(self, wanted: set[str], timeout: float = 300.0) -> set[str]:
