@@ -47,7 +47,9 @@ def main() -> None:
     suite = root if root.tag == "testsuite" else root.find("testsuite")
     assert suite is not None
     clock = datetime.fromisoformat(suite.get("timestamp", "")).timestamp() if args.serial else 0.0
-    files: dict[str, dict] = defaultdict(lambda: {"wall": 0.0, "tests": 0, "slowest": (0.0, ""), "span": None})
+    files: dict[str, dict] = defaultdict(
+        lambda: {"wall": 0.0, "tests": 0, "slowest": (0.0, ""), "span": None}
+    )
     for case in suite.iter("testcase"):
         name = case.get("classname", "").replace(".", "/") + ".py"
         seconds = float(case.get("time", 0))
@@ -65,7 +67,9 @@ def main() -> None:
     print(f"{'wall s':>8} {'cpu s':>7} {'wait s':>7} {'tests':>5}  file (slowest test)")
     for name, e in sorted(files.items(), key=lambda kv: -kv[1]["wall"]):
         cpu = _busy_between(samples, *e["span"]) if samples and e["span"] else None
-        shown = f"{cpu:7.0f} {max(2 * e['wall'] - cpu, 0) / 2:7.0f}" if cpu is not None else f"{'-':>7} {'-':>7}"
+        shown = (
+            f"{cpu:7.0f} {max(2 * e['wall'] - cpu, 0) / 2:7.0f}" if cpu is not None else f"{'-':>7} {'-':>7}"
+        )
         print(f"{e['wall']:8.1f} {shown} {e['tests']:5d}  {name} ({e['slowest'][1]} {e['slowest'][0]:.0f} s)")
     print(f"{total:8.1f} s in {sum(e['tests'] for e in files.values())} tests")
 
