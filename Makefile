@@ -47,12 +47,13 @@ format: install
 	$(VENV)/bin/ruff format .
 
 # Two workers (pytest-xdist), each running whole test files in a lane balanced by the files' time
-# budgets (tests/README.md); -rs lists every skip, and under CI=true a skip outside the allowlist
-# fails (tests/helpers/suite_report.py). The run ends with the slowest files.
+# budgets (tests/README.md; --dist loadfile selects the lanes: tests/conftest.py). pyproject's
+# -ra lists every skip (and failure); under CI=true a skip outside the allowlist fails
+# (tests/helpers/suite_report.py). The run ends with the slowest files.
 PYTEST_WORKERS ?= 2
 test: lint
 	# pytest exits 5 when it collects nothing: say so, and fail.
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup -rs $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] && echo 'pytest collected no tests' >&2; exit $$rc; }
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] && echo 'pytest collected no tests' >&2; exit $$rc; }
 
 # The unit tests alone: no Ray head, no Airflow database, no services (about a minute).
 test-unit: lint

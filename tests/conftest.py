@@ -18,7 +18,7 @@ from tests.helpers.suite_report import (
     FileTimes,
     allowed_skip,
     ci_skip_failure,
-    lanes,
+    lane_scheduler,
     skip_reason,
     under_ci,
 )
@@ -55,18 +55,21 @@ os.environ.pop("RAY_ADDRESS", None)
 _FILE_TIMES = FileTimes()
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``make test``: ``-n 2 --dist loadgroup``), one lane per worker: whole
-    files, balanced by their time budgets in tests/README.md. Static lanes keep the two longest
-    files on two workers (xdist's own file scheduling hands a worker its next file before the
-    current one ends, which could queue the two longest on one), and keep module fixtures whole."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if workers < 2:
-        return
-    lane_of = lanes(sorted({item.nodeid.split("::", 1)[0] for item in items}), workers)
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(f"lane{lane_of[item.nodeid.split('::', 1)[0]]}"))
+class _Lanes:
+    """Under pytest-xdist with ``--dist loadfile`` (``make test``: ``-n 2``), one lane per worker:
+    whole files, balanced by their time budgets in tests/README.md (``lanes()`` in
+    tests/helpers/suite_report.py). Static lanes keep the two longest files on two workers (xdist's
+    own file scheduling hands a worker its next file before the current one ends, which could queue
+    the two longest on one), keep module fixtures whole, and keep SAME_LANE files apart in time."""
+
+    @staticmethod
+    def pytest_xdist_make_scheduler(config, log):
+        return lane_scheduler(config, log)
+
+
+def pytest_configure(config):
+    if config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") == "loadfile":
+        config.pluginmanager.register(_Lanes(), "ray-lakehouse-lanes")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -79,6 +82,17 @@ def pytest_runtest_makereport(item, call):
         if allowed_skip(item.nodeid) is None:
             report.outcome = "failed"
             report.longrepr = ci_skip_failure(item.nodeid, reason)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """Under CI=true, a module skipped as it is collected (``pytest.importorskip``, a module-level
+    ``pytest.skip``) fails too, unless allowlisted."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and under_ci() and allowed_skip(report.nodeid) is None:
+        report.outcome = "failed"
+        report.longrepr = ci_skip_failure(report.nodeid, skip_reason(report.longrepr))
 
 
 def pytest_runtest_logreport(report):

@@ -42,6 +42,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ray_operators.devstack.standalone import RESUME_HOLD_ENV
+
 CONN_ICEBERG = "iceberg_default"
 PIPELINES = ("spark_logs", "curate_samples", "lakehouse")
 TABLES = (
@@ -69,10 +71,6 @@ _STARTED = time.monotonic()
 def say(message: str, *, flush: bool = True) -> None:
     """A progress line: ``==> [   12.3s] message``, the time since the demo started."""
     print(f"==> [{time.monotonic() - _STARTED:6.1f}s] {message}", flush=flush)
-
-
-#: ``[ray_lakehouse] resume_hold_seconds`` (ray_operators/triggers/_resume.py) in the environment.
-RESUME_HOLD_ENV = "AIRFLOW__RAY_LAKEHOUSE__RESUME_HOLD_SECONDS"
 
 
 def environment(root: Path, project: Path) -> dict[str, str]:
@@ -104,9 +102,9 @@ def environment(root: Path, project: Path) -> dict[str, str]:
 
 
 def scheduler_environment(env: dict[str, str]) -> dict[str, str]:
-    """The demo's environment for ``airflow standalone``: the real scheduler needs the resume
-    hold, its default, not dag.test()'s 0; only the demo's pipelines run (every DAG starts paused,
-    and the demo unpauses its three)."""
+    """The demo's environment for ``airflow standalone``: only the demo's pipelines run (every DAG
+    starts paused, and the demo unpauses its three). The real scheduler keeps the default resume
+    hold, not dag.test()'s 0 (StandaloneAirflow drops it too)."""
     return {
         **{k: v for k, v in env.items() if k != RESUME_HOLD_ENV},
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",

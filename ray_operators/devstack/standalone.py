@@ -25,6 +25,9 @@ from typing import Any
 
 from ray_operators.devstack.ports import free_ports
 
+#: ``[ray_lakehouse] resume_hold_seconds`` in an environment (ray_operators/triggers/_resume.py).
+RESUME_HOLD_ENV = "AIRFLOW__RAY_LAKEHOUSE__RESUME_HOLD_SECONDS"
+
 
 class StandaloneAirflow:
     """
@@ -120,7 +123,9 @@ class StandaloneAirflow:
         )
         if self.plugins_folder:
             env["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(self.plugins_folder)
-        env.update(self.extra_env)
+        # A real scheduler needs the resume hold (ray_operators/triggers/_resume.py): never the 0
+        # that a dag.test() environment handed in (the demo's, the tests') may carry.
+        env.update({k: v for k, v in self.extra_env.items() if k != RESUME_HOLD_ENV})
         if self.database_url:
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.database_url
         return env

@@ -13,6 +13,7 @@ import os
 import re
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 #: Tests that may skip under CI, each with its reason: ``nodeid prefix -> why the skip is legitimate
 #: on every CI machine``. Empty today: the GPU paths run on CPU by configuration and never skip.
@@ -29,6 +30,7 @@ def under_ci(environ: os._Environ[str] | dict[str, str] = os.environ) -> bool:
 
 def allowed_skip(nodeid: str, allowlist: dict[str, str] = SKIP_ALLOWLIST) -> str | None:
     """The allowlist's reason for skipping ``nodeid``, or None when its skip must fail under CI."""
+    nodeid = re.sub(r"@[\w-]+$", "", nodeid)  # pytest-xdist's group suffix, where it adds one
     for prefix, why in allowlist.items():
         if (
             nodeid == prefix
@@ -132,3 +134,25 @@ def lanes(files: list[str], count: int, budget: dict[str, int] | None = None) ->
         for name in unit:
             lane_of[name] = lane
     return lane_of
+
+
+def lane_scheduler(config: Any, log: Any) -> Any:
+    """An xdist scheduler whose work units are the :func:`lanes`: each worker runs one lane, its
+    files whole and in collection order. (xdist's ``loadgroup`` would need ``xdist_group`` marks,
+    which pytest 9.2 drops from node ids: pytest-dev/pytest-xdist#1386.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LaneScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        lane_of: dict[str, int] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.lane_of is None:
+                files = sorted({_file_of(n) for n in self.collection})
+                self.lane_of = lanes(files, max(len(self.nodes), 1))
+            return f"lane{self.lane_of[_file_of(nodeid)]}"
+
+    return LaneScheduling(config, log)
+
+
+def _file_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]

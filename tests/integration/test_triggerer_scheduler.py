@@ -174,6 +174,10 @@ def test_a_deferred_ray_job_survives_a_triggerer_restart_and_stops_when_the_task
     assert _task_state(stack, run_id) == "deferred"
     assert len(first) == 1
 
+    # Still running just before the kill: the restart's cleanup stopped nothing.
+    assert "stopping Ray job" not in stack.logs()
+    assert hook.get_job_info(job["submission_id"])["status"] == "RUNNING"
+
     # The user marks the deferred task failed, as the UI's "Mark as failed" does.
     airflow.api(
         "PATCH",
@@ -190,6 +194,6 @@ def test_a_deferred_ray_job_survives_a_triggerer_restart_and_stops_when_the_task
         "the Ray job to end",
     )
     assert status == "STOPPED"
-    assert "Task killed while deferred: stopping Ray job" in stack.logs()
+    assert stack.logs().count(f"Task killed while deferred: stopping Ray job {job['submission_id']}") == 1
     assert _task_state(stack, run_id) == "failed"
     assert [j["submission_id"] for j in jobs_of(hook, "ray_kill_deferred", run_id)] == [job["submission_id"]]

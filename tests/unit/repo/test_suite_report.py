@@ -50,6 +50,29 @@ def test_under_ci_every_skip_fails_with_its_install_hint(pytester, monkeypatch):
     assert "skipped under CI=true: no weed binary" in text
 
 
+MODULE_SKIP = """
+import pytest
+
+pytest.importorskip("a_module_nobody_installed")
+
+def test_never_collected():
+    pass
+"""
+
+
+def test_under_ci_a_module_skipped_at_collection_fails(pytester, monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    pytester.makeconftest(
+        "from tests.conftest import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401\n"
+    )
+    pytester.makepyfile(test_module_skip=MODULE_SKIP)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    assert "skipped under CI=true: could not import 'a_module_nobody_installed'" in result.stdout.str()
+    monkeypatch.delenv("CI")
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(skipped=1)
+
+
 def test_under_ci_an_allowlisted_skip_stays_a_skip(pytester, monkeypatch):
     monkeypatch.setitem(suite_report.SKIP_ALLOWLIST, "test_inner.py::test_marked", "legitimate everywhere")
     _inner(pytester, monkeypatch, "1").assert_outcomes(passed=1, failed=1, skipped=1)
@@ -70,6 +93,9 @@ def test_allowed_skip_matches_a_test_and_its_parameters_not_a_prefix_of_its_name
     assert suite_report.allowed_skip("tests/a.py::test_gpu_other", allow) is None
     assert suite_report.allowed_skip("tests/a.py::test_cpu", allow) is None
     assert suite_report.allowed_skip("tests/b.py::test_x", {"tests/b.py": "whole file"}) == "whole file"
+    # pytest-xdist's group suffix is not part of the test's name; an id with "@" in it stays whole.
+    assert suite_report.allowed_skip("tests/a.py::test_gpu@lane1", allow) == "no GPU on CI"
+    assert suite_report.allowed_skip("tests/a.py::test_gpu[a@b]", {"tests/a.py::test_gpu[a@b]": "x"}) == "x"
 
 
 def test_every_integration_file_has_a_budget_and_every_budget_a_file():
@@ -107,3 +133,32 @@ def test_lanes_balance_by_budget_and_keep_same_lane_files_together(monkeypatch):
     loads = [sum(budget[f] for f in budget if lane[f] == i) for i in (0, 1)]
     assert loads == [150, 150]
     assert suite_report.lanes(sorted(budget), 2, budget) == lane  # the same on every worker
+
+
+RECORDING = """
+import os
+from pathlib import Path
+
+def test_{i}_one():
+    Path("ran").mkdir(exist_ok=True)
+    (Path("ran") / "{name}-one").write_text(os.environ["PYTEST_XDIST_WORKER"])
+
+def test_{i}_two():
+    (Path("ran") / "{name}-two").write_text(os.environ["PYTEST_XDIST_WORKER"])
+"""
+
+
+def test_two_workers_run_whole_files_in_the_lanes_of_the_budgets(pytester, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    pytester.makeconftest("from tests.conftest import pytest_configure  # noqa: F401\n")
+    names = ["test_a", "test_b", "test_c", "test_d"]
+    pytester.makepyfile(**{name: RECORDING.format(i=i, name=name) for i, name in enumerate(names)})
+    result = pytester.runpytest_subprocess("-n", "2", "--dist", "loadfile", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=8)
+    ran = {p.name: p.read_text() for p in (pytester.path / "ran").iterdir()}
+    for name in names:
+        assert ran[f"{name}-one"] == ran[f"{name}-two"], ran  # a file stays on one worker
+    expected = suite_report.lanes([f"{name}.py" for name in names], 2)
+    by_lane = {lane: {ran[f"{n}-one"] for n in names if expected[f"{n}.py"] == lane} for lane in (0, 1)}
+    assert all(len(workers) == 1 for workers in by_lane.values()), by_lane  # a lane is one worker
+    assert by_lane[0] != by_lane[1]  # and the two lanes ran on the two workers

@@ -22,7 +22,10 @@ def test_the_demo_on_the_real_scheduler_keeps_the_default_hold(tmp_path: Path):
 
 def test_a_standalone_stack_never_inherits_the_callers_hold(tmp_path: Path, monkeypatch):
     monkeypatch.setenv(RESUME_HOLD_ENV, "0")  # as the test suite's own process has it
-    stack = StandaloneAirflow(home=tmp_path / "home", dags_folder=tmp_path)
+    # `make airflow` hands the demo's environment (hold 0, for dag.test) to the stack: dropped.
+    stack = StandaloneAirflow(
+        home=tmp_path / "home", dags_folder=tmp_path, env=environment(tmp_path, tmp_path)
+    )
     env = stack.environment()
     assert RESUME_HOLD_ENV not in env
     assert env["AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME"] == "0.25"
