@@ -99,8 +99,8 @@ class FileTimes:
 #: Files that must share a lane (one worker runs them one after the other), with why.
 SAME_LANE: list[tuple[set[str], str]] = [
     (
-        {"tests/integration/test_spark_curate.py", "tests/integration/test_demo.py"},
-        "both start Spark (spark-submit, a JVM of 1-2 GB and most of both cores while it starts)",
+        {"tests/integration/test_demo.py", "tests/integration/test_production_shape.py"},
+        "both use the session's two `make demo` runs (tests/helpers/demo_runs.py): one worker runs them once",
     ),
 ]
 #: Seconds assumed for a file without a budget: a unit file, or a new file not measured yet.

@@ -4,8 +4,8 @@ The report's numbers are checked against the tables, and the second run must rea
 snapshot. Also `make airflow`'s entry point: the real stack serves the UI with the pipelines.
 
 Time: about 5 minutes. Each test runs a command users run, end to end, in its own process:
-`make demo` twice (Ray head, Airflow home, three pipelines), its Spark variant (a JVM), and
-`make airflow` with a real browser; none of these can share a running stack with another test.
+`make demo` twice (once a session, shared with test_production_shape.py), its Spark variant (a
+JVM), and `make airflow` with a real browser on the state of the two demo runs.
 """
 
 from __future__ import annotations
@@ -23,73 +23,29 @@ from urllib.parse import quote
 import pytest
 
 from ray_operators.spark import runtime
+from tests.helpers.demo_runs import ROWS, clean_env, demo_catalog, run_demo
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
-ROWS = 400
-
-
-def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RAY_", "LAKEHOUSE_"))}
-
-
-def _demo(state: Path, report: Path, *extra: str) -> tuple[dict, str]:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ray_operators.devstack.demo",
-            "--state-dir",
-            str(state),
-            "--rows",
-            str(ROWS),
-            "--json",
-            str(report),
-            *extra,
-        ],
-        cwd=REPO,
-        env=_clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out[-5000:]
-    return json.loads(report.read_text()), done.stdout
-
-
-def _catalog(state: Path):
-    from pyiceberg.catalog import load_catalog
-
-    return load_catalog(
-        "iceberg_default",
-        type="sql",
-        uri=f"sqlite:///{state / 'lakehouse' / 'catalog.db'}",
-        warehouse=f"file://{state / 'lakehouse' / 'warehouse'}",
-    )
 
 
 def _stage(report: dict, dag_id: str, task_id: str) -> dict:
     return next(s for s in report["stages"] if s["dag_id"] == dag_id and s["task_id"] == task_id)
 
 
-def test_demo_runs_the_lakehouse_twice_and_the_second_run_reads_only_the_new_batch(tmp_path):
-    state = tmp_path / "state"
-    first, stdout = _demo(state, tmp_path / "first.json")
+def test_demo_runs_the_lakehouse_twice_and_the_second_run_reads_only_the_new_batch(demo_runs):
+    """The two runs are the session's (tests/helpers/demo_runs.py), on one state folder."""
+    state, first, stdout = demo_runs.state, demo_runs.first, demo_runs.first_stdout
     assert "=== Lakehouse demo report (raw batch 1" in stdout
     assert [r["state"] for r in first["runs"]] == ["success"] * 3
-    catalog = _catalog(state)
     bad_1 = first["batch"]["samples_bad"]
     assert bad_1 > 0
 
-    # Curation: every good row typed, every bad one quarantined, as the generator wrote them.
+    # Curation: every good row typed, every bad one quarantined, as the generator wrote them (the
+    # tables' rows read from the catalog after the first run).
     curate = _stage(first, "curate_samples", "curate_csv")
-    assert curate["rows_out"] == ROWS - bad_1 == len(catalog.load_table("curated.samples").scan().to_arrow())
-    assert (
-        curate["quarantined"]
-        == bad_1
-        == len(catalog.load_table("curated.samples_quarantine").scan().to_arrow())
-    )
+    assert curate["rows_out"] == ROWS - bad_1 == demo_runs.first_rows["curated.samples"]
+    assert curate["quarantined"] == bad_1 == demo_runs.first_rows["curated.samples_quarantine"]
     logs = _stage(first, "spark_logs", "curate_logs")
     assert logs["rows_out"] == first["batch"]["logs"]["good"]
     assert logs["quarantined"] == first["batch"]["logs"]["bad_total"]
@@ -128,7 +84,7 @@ def test_demo_runs_the_lakehouse_twice_and_the_second_run_reads_only_the_new_bat
     assert "[ray] stage train timings (s)" in stdout and "[ray] stage preprocess result" in stdout
 
     # Second run: a new batch; only its files and its curated snapshot are read.
-    second, stdout = _demo(state, tmp_path / "second.json")
+    second, stdout = demo_runs.second, demo_runs.second_stdout
     assert "raw batch 2" in stdout
     bad_2 = second["batch"]["samples_bad"]
     curate_2 = _stage(second, "curate_samples", "curate_csv")
@@ -158,7 +114,7 @@ def test_demo_with_the_spark_curate_engine(tmp_path):
     from ray_operators.contract.lineage import ENGINE, SPARK_APP_ID
 
     state = tmp_path / "state"
-    report, stdout = _demo(state, tmp_path / "report.json", "--curate-engine", "spark")
+    report, stdout, _ = run_demo(state, tmp_path / "report.json", "--curate-engine", "spark")
     assert "spark_logs curates on Spark" in stdout
     assert [r["state"] for r in report["runs"]] == ["success"] * 3
     logs_stage = next(s for s in report["stages"] if s["dag_id"] == "spark_logs")
@@ -166,25 +122,25 @@ def test_demo_with_the_spark_curate_engine(tmp_path):
     batch = report["batch"]["logs"]
     assert logs_stage["rows_out"] == batch["good"] == report["tables"]["logs.spark"]
     assert logs_stage["quarantined"] == batch["bad_total"] == report["tables"]["logs.spark_quarantine"]
-    head = _catalog(state).load_table("logs.spark").current_snapshot()
+    head = demo_catalog(state).load_table("logs.spark").current_snapshot()
     assert head.summary[ENGINE] == "spark" and logs_stage["ray_job"] == f"spark: {head.summary[SPARK_APP_ID]}"
     # The shipped spec is untouched: the demo curated with a generated copy.
     assert "engine" not in (REPO / "dags" / "pipelines" / "spark_logs.yaml").read_text()
 
 
-def test_make_airflow_after_make_demo_shows_the_lineage_in_the_ui(tmp_path):
+def test_make_airflow_after_make_demo_shows_the_lineage_in_the_ui(tmp_path, demo_runs):
     """`make demo`, then `make airflow` on the same state, as a user runs them: the UI serves the
     pipelines, and a logged-in browser sees the Iceberg lineage page (the demo's tables and graph)
-    and the lineage tab of a real run triggered in this Airflow."""
+    and the lineage tab of a real run triggered in this Airflow. The state is the session's two
+    demo runs (tests/helpers/demo_runs.py)."""
     browser = _chromium()
-    state = tmp_path / "state"
-    report, _ = _demo(state, tmp_path / "report.json", "--rows", "100")
+    state, report = demo_runs.state, demo_runs.second
     log = tmp_path / "make-airflow.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ray_operators.devstack.airflow_local", "--state-dir", str(state)],
             cwd=REPO,
-            env=_clean_env(),
+            env=clean_env(),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -215,7 +171,7 @@ def test_make_airflow_after_make_demo_shows_the_lineage_in_the_ui(tmp_path):
         api.call("PATCH", "/api/v2/dags/curate_samples", {"is_paused": False})
         run_id = api.call("POST", "/api/v2/dags/curate_samples/dagRuns", {"logical_date": None})["dag_run_id"]
         assert api.wait_run("curate_samples", run_id) == "success"
-        curated = _catalog(state).load_table("curated.samples").current_snapshot()
+        curated = demo_catalog(state).load_table("curated.samples").current_snapshot()
         assert curated.summary["lakehouse.run-id"] == run_id
 
         shots = _artifacts()

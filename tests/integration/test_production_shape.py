@@ -15,18 +15,16 @@ node; models and fitted states live in object storage; and the S3 keys, the cata
 and the Ray token appear nowhere in the demo's output, the Ray job list (specs decoded), the task
 logs, or Airflow's metadata database (a ``pg_dump``: XCom, rendered fields, run confs).
 
-Time: about 3 minutes: `make demo-stack` and `make demo` themselves, each starting its own
-services, since what is compared is what users run.
+Time: about 3 minutes: `make demo-stack` itself, which starts its own services (SeaweedFS, two
+Ray nodes, PostgreSQL, `airflow standalone`), since what is compared is what users run. The
+embedded side is the session's first `make demo` run (tests/helpers/demo_runs.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -36,41 +34,11 @@ from ray_operators.devstack.postgres import INSTALL_HINT as PG_INSTALL_HINT
 from ray_operators.devstack.postgres import find_postgres_bin
 from ray_operators.devstack.seaweedfs import INSTALL_HINT, find_weed
 from ray_operators.devstack.stack import SECRET_ENV
+from tests.helpers.demo_runs import ROWS, clean_env, run_demo
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
-ROWS = 400
 #: Columns that name where a run's things live or which snapshot it read: they differ by design.
 PLACES = {"input_snapshot_id", "run_key", "artifact_uri", "preprocess_state_uri", "created_at"}
-
-
-def _demo(state: Path, stack: str, env: dict[str, str], *extra: str) -> tuple[dict, str]:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ray_operators.devstack.demo",
-            "--stack",
-            stack,
-            "--state-dir",
-            str(state),
-            "--rows",
-            str(ROWS),
-            "--json",
-            str(state / "report.json"),
-            "--export",
-            str(state / "export"),
-            *extra,
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out[-6000:]
-    return json.loads((state / "report.json").read_text()), out
 
 
 def _rows(export: Path, table: str) -> list[tuple]:
@@ -114,12 +82,24 @@ def _files_text(folder: Path) -> str:
 
 @pytest.mark.skipif(find_weed() is None, reason=f"SeaweedFS's `weed` binary not found: {INSTALL_HINT}")
 @pytest.mark.skipif(find_postgres_bin() is None, reason=f"PostgreSQL not found: {PG_INSTALL_HINT}")
-def test_the_demo_on_the_production_shape_equals_the_embedded_default(tmp_path):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RAY_", "LAKEHOUSE_"))}
-    embedded, _ = _demo(tmp_path / "embedded", "embedded", clean)
+def test_the_demo_on_the_production_shape_equals_the_embedded_default(tmp_path, demo_runs):
+    clean = clean_env()
+    # The embedded default: the first of the session's two `make demo` runs, with its export
+    # (tests/helpers/demo_runs.py; test_demo.py checks the same run's report).
+    embedded, embedded_export = demo_runs.first, demo_runs.first_export
     chosen = {name: "LHTEST" + secrets.token_hex(12).upper() for name in SECRET_ENV}
     # As `make demo-stack` runs: its own PostgreSQL for Airflow, dumped into the export at the end.
-    production, out = _demo(tmp_path / "production", "production", {**clean, **chosen})
+    state = tmp_path / "production"
+    production, stdout, stderr = run_demo(
+        state,
+        state / "report.json",
+        "--stack",
+        "production",
+        "--export",
+        str(state / "export"),
+        env={**clean, **chosen},
+    )
+    out = stdout + stderr
 
     for report in (embedded, production):
         assert [r["state"] for r in report["runs"]] == ["success"] * 3, report["runs"]
@@ -142,9 +122,7 @@ def test_the_demo_on_the_production_shape_equals_the_embedded_default(tmp_path):
 
     # Row for row, every table: curated, quarantined, features, the model row and its predictions.
     for table in TABLES:
-        assert _rows(tmp_path / "production" / "export", table) == _rows(
-            tmp_path / "embedded" / "export", table
-        ), table
+        assert _rows(tmp_path / "production" / "export", table) == _rows(embedded_export, table), table
     assert production["tables"]["ml.predictions"] == ROWS - ROWS // 97
 
     # Everything lives in object storage: tables in the catalog's bucket, stage files beside them.

@@ -164,7 +164,7 @@ def test_job_timeout_stops_the_job_and_fails_the_task(env, hook, capfd, mode):
     # Stopped soon after its deadline, not left to run its 120 lines (a line a second): the job
     # printed a handful, counted by the job itself, not timed by the test.
     printed = re.findall(r"counter line \d+", hook.get_job_logs(job["submission_id"]))
-    assert 4 <= len(printed) <= 60, len(printed)
+    assert 1 <= len(printed) <= 60, len(printed)
     # The task failed only once the job had stopped.
     ended = _task_end(dag_id, run.run_id)
     assert job["end_time"] / 1000 <= ended.timestamp(), (job["end_time"], ended)

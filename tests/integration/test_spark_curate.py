@@ -6,7 +6,7 @@ tests fail when they drift apart.
 Skipped, with what to install, where Java or the SQLite JDBC jar is missing (``.ci/run`` installs
 them).
 
-Time: about 4 minutes, mostly CPU: every run is a real `spark-submit`, a JVM that takes most
+Time: about 6 minutes, mostly CPU: every run is a real `spark-submit`, a JVM that takes most
 of both cores for a while as it starts.
 """
 

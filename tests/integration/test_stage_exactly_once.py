@@ -70,9 +70,9 @@ def test_stopped_job_leaves_no_commit_and_the_retry_writes_exactly_once(airflow_
     hook.stop_job("eo-a1")
     wait_for(lambda: _status(hook, "eo-a1") == "STOPPED", 30, what="the job to stop")
     catalog = iceberg.catalog
-    # Stopped inside the write: some of its ten files written, not all.
-    written_before_stop = sorted(iceberg.root.glob("warehouse/**/target/data/**/*.parquet"))
-    assert data_files and len(written_before_stop) < 10, written_before_stop
+    # Stopped inside the write: data files on disk (tasks already running may add more while the
+    # job stops), and no commit: the commit is the driver's, after every file.
+    assert data_files
     assert (
         not catalog.table_exists("db.target")
         or find_committed(catalog.load_table("db.target"), spec.run_key) is None

@@ -1,0 +1,98 @@
+"""`make demo` twice on one state folder, once a session (a worker's session under xdist), shared
+by the two files that need it, so the suite runs the embedded demo twice instead of four times:
+
+- ``tests/integration/test_demo.py`` checks both runs' reports, then runs `make airflow` on their
+  state;
+- ``tests/integration/test_production_shape.py`` compares `make demo-stack` with the first run's
+  export, row for row.
+
+The two files share a lane (``SAME_LANE`` in tests/helpers/suite_report.py), so one worker runs both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+#: Raw CSV rows per batch.
+ROWS = 400
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without the test suite's Airflow, Ray and lakehouse settings: as a user's shell."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RAY_", "LAKEHOUSE_"))}
+
+
+def run_demo(
+    state: Path, report: Path, *extra: str, env: dict[str, str] | None = None
+) -> tuple[dict, str, str]:
+    """``python -m ray_operators.devstack.demo`` (what `make demo` runs) at ROWS rows: its JSON
+    report, its stdout and its stderr. Fails with the output's tail when it fails."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ray_operators.devstack.demo",
+            "--state-dir",
+            str(state),
+            "--rows",
+            str(ROWS),
+            "--json",
+            str(report),
+            *extra,
+        ],
+        cwd=REPO,
+        env=clean_env() if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-6000:]
+    return json.loads(report.read_text()), done.stdout, done.stderr
+
+
+def demo_catalog(state: Path) -> Any:
+    from pyiceberg.catalog import load_catalog
+
+    return load_catalog(
+        "iceberg_default",
+        type="sql",
+        uri=f"sqlite:///{state / 'lakehouse' / 'catalog.db'}",
+        warehouse=f"file://{state / 'lakehouse' / 'warehouse'}",
+    )
+
+
+@dataclass
+class DemoRuns:
+    state: Path
+    first: dict[str, Any]
+    first_stdout: str
+    #: The first run's tables as parquet files (``--export``), as the production shape compares them.
+    first_export: Path
+    #: Rows of the curated and quarantine tables right after the first run, read from the catalog.
+    first_rows: dict[str, int]
+    second: dict[str, Any]
+    second_stdout: str
+
+
+@pytest.fixture(scope="session")
+def demo_runs(tmp_path_factory: pytest.TempPathFactory) -> DemoRuns:
+    root = tmp_path_factory.mktemp("demo")
+    state = root / "state"
+    first, first_stdout, _ = run_demo(state, root / "first.json", "--export", str(root / "export"))
+    catalog = demo_catalog(state)
+    first_rows = {
+        table: len(catalog.load_table(table).scan().to_arrow())
+        for table in ("curated.samples", "curated.samples_quarantine")
+    }
+    second, second_stdout, _ = run_demo(state, root / "second.json")
+    return DemoRuns(state, first, first_stdout, root / "export", first_rows, second, second_stdout)
