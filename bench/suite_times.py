@@ -77,13 +77,9 @@ def _markdown(files: dict, session: float, before: dict | None, before_session: 
     for name in names:
         if name.startswith("tests/unit/"):
             continue
-        was = (before or {}).get(name)
-        now = files.get(name)
-        rows.append(
-            f"| `{name}` | {was['wall']:.0f} | {now['wall']:.0f} |"
-            if was and now
-            else f"| `{name}` | {was['wall'] if was else 0:.0f} | {now['wall'] if now else 0:.0f} |"
-        )
+        was = (before or {}).get(name, {"wall": 0.0})["wall"]
+        now = files.get(name, {"wall": 0.0})["wall"]
+        rows.append(f"| `{name}` | {was:.0f} | {now:.0f} |")
     rows.append(f"| `tests/unit/` (all files) | {unit_before:.0f} | {unit_after:.0f} |")
     test_time = sum(e["wall"] for e in files.values())
     before_time = sum(e["wall"] for e in (before or {}).values())
