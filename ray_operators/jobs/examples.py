@@ -1,8 +1,13 @@
-"""Example user transforms for the preprocess stage (import paths ``ray_operators.jobs.examples:...``)."""
+"""Example user transforms for the preprocess stage (import paths ``ray_operators.jobs.examples:...``),
+and :class:`SlowDataFileIO`, storage whose data files are slow to write."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
+
+#: The catalog property that sets :class:`SlowDataFileIO`'s seconds per data file (default 2).
+SLOW_DATA_FILE_SECONDS = "slow-data-file-seconds"
 
 
 def add_total(batch: Any, *, columns: tuple[str, ...] = ("x", "y")) -> Any:
@@ -44,3 +49,34 @@ def log_features(batch: Any) -> Any:
     out["is_driver"] = (batch["spark_role"] == "driver").astype("float64")
     out["is_problem"] = (out["level_code"] >= 2).astype("int64")
     return out
+
+
+def __getattr__(name: str) -> Any:
+    # Built on first use: the class needs pyiceberg's pyarrow FileIO, which the transforms above
+    # (imported where DAG files are parsed) do not.
+    if name == "SlowDataFileIO":
+        return _slow_data_file_io()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _slow_data_file_io() -> type:
+    import time
+
+    from pyiceberg.io.pyarrow import PyArrowFile, PyArrowFileIO
+
+    class SlowDataFileIO(PyArrowFileIO):
+        """pyiceberg's pyarrow FileIO, but each data file (``.../data/....parquet``) waits
+        ``slow-data-file-seconds`` (a catalog property, default 2) before it is written, as on
+        storage under load. A stage's write then lasts seconds: for demonstrating (and testing) a
+        job stopped inside its write. Set it as the catalog's ``py-io-impl``:
+        ``ray_operators.jobs.examples.SlowDataFileIO``."""
+
+        def new_output(self, location: str) -> PyArrowFile:
+            if "/data/" in location and location.endswith(".parquet"):
+                time.sleep(float(self.properties.get(SLOW_DATA_FILE_SECONDS, 2)))
+            return super().new_output(location)
+
+    SlowDataFileIO.__module__ = __name__
+    SlowDataFileIO.__qualname__ = "SlowDataFileIO"
+    return SlowDataFileIO

@@ -7,6 +7,7 @@ import pytest
 
 from ray_operators.contract.result import parse_result
 from ray_operators.contract.spec import StageSpec
+from ray_operators.jobs.examples import SLOW_DATA_FILE_SECONDS
 from ray_operators.jobs.write import find_committed
 from tests.conftest import wait_for
 from tests.helpers.iceberg_helpers import catalog_properties
@@ -30,9 +31,12 @@ def test_stopped_job_leaves_no_commit_and_the_retry_writes_exactly_once(airflow_
     source = iceberg.catalog.create_table(
         "db.source", schema=pa.schema([("id", pa.int64()), ("v", pa.float64())])
     )
-    # Ten data files of 40 rows: ten blocks, each transformed (2 s) and written as it comes, so the
-    # write goes on for several seconds after its first file and the job can be stopped inside it.
-    # (One file would be one block: its file written, then the commit at once.)
+    # Ten data files of 40 rows: ten blocks, so the stage writes ten data files. The stage
+    # materializes its transforms before it writes, and writing ten small files takes a fraction
+    # of a second: a stop "after the first file" could come after the commit. So the job's
+    # storage is slow (SlowDataFileIO, a real pyarrow FileIO that waits 1.5 s before each data
+    # file, as storage under load does): the write lasts about 15 s, and a stop after its first
+    # file lands inside it.
     with source.transaction() as tx:
         for start in range(0, 400, 40):
             ids = list(range(start, start + 40))
@@ -41,7 +45,11 @@ def test_stopped_job_leaves_no_commit_and_the_retry_writes_exactly_once(airflow_
         {
             "stage": "preprocess",
             "catalog_name": iceberg.conn_id,
-            "catalog_properties": catalog_properties(iceberg.root),
+            "catalog_properties": {
+                **catalog_properties(iceberg.root),
+                "py-io-impl": "ray_operators.jobs.examples.SlowDataFileIO",
+                SLOW_DATA_FILE_SECONDS: "1.5",
+            },
             "output_table": "db.target",
             "inputs": [{"table": "db.source", "snapshot_id": source.metadata.current_snapshot_id}],
             "run": {"run_key": "exactly-once-test/run=1", "dag_id": "t", "run_id": "r", "task_id": "p"},
@@ -49,8 +57,8 @@ def test_stopped_job_leaves_no_commit_and_the_retry_writes_exactly_once(airflow_
                 "transforms": [
                     {
                         "fn": "ray_operators.jobs.examples:slow_identity",
-                        "batch_size": 20,
-                        "kwargs": {"seconds": 1.0},
+                        "batch_size": 40,
+                        "kwargs": {"seconds": 0.1},
                         "batch_format": "pandas",
                     }
                 ]
@@ -59,8 +67,8 @@ def test_stopped_job_leaves_no_commit_and_the_retry_writes_exactly_once(airflow_
     )
 
     _run(hook, spec, "eo-a1")
-    # Stop the job inside its write: its write tasks have written data files (each batch's file
-    # is written as it comes), and nothing is committed yet.
+    # Stop the job inside its write: its write tasks have written a data file or two, and the
+    # rest are still waiting on the slow storage; nothing is committed yet.
     data_files = wait_for(
         lambda: sorted(iceberg.root.glob("warehouse/**/target/data/**/*.parquet")),
         120,
@@ -70,9 +78,8 @@ def test_stopped_job_leaves_no_commit_and_the_retry_writes_exactly_once(airflow_
     hook.stop_job("eo-a1")
     wait_for(lambda: _status(hook, "eo-a1") == "STOPPED", 30, what="the job to stop")
     catalog = iceberg.catalog
-    # Stopped inside the write: data files on disk (tasks already running may add more while the
-    # job stops), and no commit: the commit is the driver's, after every file.
-    assert data_files
+    # Stopped inside the write, and no commit: the commit is the driver's, after every file.
+    # (That the write was not over when the stop came is checked against the retry's file count.)
     assert (
         not catalog.table_exists("db.target")
         or find_committed(catalog.load_table("db.target"), spec.run_key) is None
@@ -88,6 +95,13 @@ def test_stopped_job_leaves_no_commit_and_the_retry_writes_exactly_once(airflow_
     assert target.scan().to_arrow().num_rows == 400
     assert sorted(target.scan().to_arrow()["id"].to_pylist()) == list(range(400))
     snapshots = len(target.metadata.snapshots)
+    # The stop came inside the write: fewer files were on disk than a whole write commits. And
+    # none of the stopped try's files is in the commit: the retry wrote and committed its own.
+    committed = {task.file.file_path.removeprefix("file://") for task in target.scan().plan_files()}
+    assert 1 <= len(data_files) < len(committed), (len(data_files), len(committed))
+    on_disk = {str(f) for f in iceberg.root.glob("warehouse/**/target/data/**/*.parquet")}
+    assert committed <= on_disk  # the same paths, compared as the same strings
+    assert not {str(f) for f in data_files} & committed
 
     _run(hook, spec, "eo-a3")  # a replay of the same run (cleared task, re-run backfill)
     wait_for(lambda: _status(hook, "eo-a3") in ("SUCCEEDED", "FAILED"), 300, interval=1, what="the replay")
