@@ -1,8 +1,11 @@
 """`make demo` twice on one state folder, once a session (a worker's session under xdist), shared
-by the two files that need it, so the suite runs the embedded demo twice instead of four times:
+by the two files that need it, so the suite runs the embedded demo twice instead of five times:
 
 - ``tests/integration/test_demo.py`` checks both runs' reports, then runs `make airflow` on their
-  state;
+  state. The second run is `make demo DEMO_ARGS="--curate-engine spark"` where Spark can run: the
+  engine of ``spark_logs`` switches on a state the Ray engine curated, as a team moving its
+  curation to Spark does, and Spark must curate the new folders only (one curation protocol,
+  ``ray_operators/curation/protocol.py``, for both engines);
 - ``tests/integration/test_production_shape.py`` compares `make demo-stack` with the first run's
   export, row for row.
 
@@ -82,6 +85,10 @@ class DemoRuns:
     first_rows: dict[str, int]
     second: dict[str, Any]
     second_stdout: str
+    #: ``spark`` where Spark can run here (``runtime.missing()`` is None), else ``ray``.
+    second_engine: str
+    #: ``pgrep -f STATE`` right after the second run: what the runs left running (nothing).
+    leftovers: str
 
 
 @pytest.fixture(scope="session")
@@ -94,5 +101,11 @@ def demo_runs(tmp_path_factory: pytest.TempPathFactory) -> DemoRuns:
         table: len(catalog.load_table(table).scan().to_arrow())
         for table in ("curated.samples", "curated.samples_quarantine")
     }
-    second, second_stdout, _ = run_demo(state, root / "second.json")
-    return DemoRuns(state, first, first_stdout, root / "export", first_rows, second, second_stdout)
+    from ray_operators.spark import runtime
+
+    engine = "ray" if runtime.missing() else "spark"
+    second, second_stdout, _ = run_demo(state, root / "second.json", "--curate-engine", engine)
+    leftovers = subprocess.run(["pgrep", "-af", str(state)], capture_output=True, text=True).stdout
+    return DemoRuns(
+        state, first, first_stdout, root / "export", first_rows, second, second_stdout, engine, leftovers
+    )
