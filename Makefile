@@ -53,7 +53,7 @@ format: install
 PYTEST_WORKERS ?= 2
 test: lint
 	# pytest exits 5 when it collects nothing: say so, and fail.
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] && echo 'pytest collected no tests' >&2; exit $$rc; }
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --max-worker-restart=0 $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] && echo 'pytest collected no tests' >&2; exit $$rc; }
 
 # The unit tests alone: no Ray head, no Airflow database, no services (about a minute).
 test-unit: lint

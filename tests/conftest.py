@@ -18,6 +18,7 @@ from tests.helpers.suite_report import (
     FileTimes,
     allowed_skip,
     ci_skip_failure,
+    fast_jvm_options,
     lane_scheduler,
     skip_reason,
     under_ci,
@@ -52,9 +53,7 @@ os.environ.update(
         # hours: C1 only and the serial collector cut its CPU by about 40% (measured on one
         # spark-submit: 29 to 18 CPU-seconds), which on 2 shared cores is wall time. Nothing a run
         # computes depends on the JIT tier or the collector.
-        "JAVA_TOOL_OPTIONS": " ".join(
-            filter(None, [os.environ.get("JAVA_TOOL_OPTIONS"), "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"])
-        ),
+        "JAVA_TOOL_OPTIONS": fast_jvm_options(os.environ.get("JAVA_TOOL_OPTIONS")),
     }
 )
 os.environ.pop("RAY_ADDRESS", None)

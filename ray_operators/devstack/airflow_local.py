@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from ray_operators.devstack.demo import generate_batch, prepare
+from ray_operators.devstack.demo import generate_batch, prepare, without_dag_test_hold
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             home=root / "airflow",
             dags_folder=project / "dags",
             plugins_folder=project / "plugins",
-            env=env,
+            env=without_dag_test_hold(env),
             database_url=postgres.url if postgres else None,
         )
         stack.port = args.port if _free(args.port) else free_port()

@@ -101,12 +101,17 @@ def environment(root: Path, project: Path) -> dict[str, str]:
     }
 
 
+def without_dag_test_hold(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a real scheduler (``airflow standalone``): without dag.test()'s resume hold of 0,
+    so the scheduler keeps the default hold (ray_operators/triggers/_resume.py)."""
+    return {k: v for k, v in env.items() if k != RESUME_HOLD_ENV}
+
+
 def scheduler_environment(env: dict[str, str]) -> dict[str, str]:
     """The demo's environment for ``airflow standalone``: only the demo's pipelines run (every DAG
-    starts paused, and the demo unpauses its three). The real scheduler keeps the default resume
-    hold, not dag.test()'s 0 (StandaloneAirflow drops it too)."""
+    starts paused, and the demo unpauses its three), with the default resume hold."""
     return {
-        **{k: v for k, v in env.items() if k != RESUME_HOLD_ENV},
+        **without_dag_test_hold(env),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
     }

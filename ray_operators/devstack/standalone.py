@@ -123,9 +123,10 @@ class StandaloneAirflow:
         )
         if self.plugins_folder:
             env["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(self.plugins_folder)
-        # A real scheduler needs the resume hold (ray_operators/triggers/_resume.py): never the 0
-        # that a dag.test() environment handed in (the demo's, the tests') may carry.
-        env.update({k: v for k, v in self.extra_env.items() if k != RESUME_HOLD_ENV})
+        # A real scheduler needs the resume hold (ray_operators/triggers/_resume.py): the caller's
+        # own AIRFLOW__ settings (a dag.test() process may have a hold of 0) are not inherited
+        # above; a hold given in ``env`` is the caller's choice, and kept.
+        env.update(self.extra_env)
         if self.database_url:
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.database_url
         return env

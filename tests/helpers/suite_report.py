@@ -156,3 +156,15 @@ def lane_scheduler(config: Any, log: Any) -> Any:
 
 def _file_of(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
+
+
+def fast_jvm_options(existing: str | None) -> str:
+    """``JAVA_TOOL_OPTIONS`` for the JVMs the tests start (spark-submit, local mode): the caller's
+    options, plus C1-only JIT and the serial collector where the caller chose neither. (Two
+    collectors on one command line stop the JVM: "multiple garbage collectors selected".)"""
+    options = (existing or "").split()
+    if not any(o.startswith("-XX:TieredStopAtLevel=") or o == "-XX:-TieredCompilation" for o in options):
+        options.append("-XX:TieredStopAtLevel=1")
+    if not any(o.startswith("-XX:+Use") and o.endswith("GC") for o in options):
+        options.append("-XX:+UseSerialGC")
+    return " ".join(options)

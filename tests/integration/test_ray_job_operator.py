@@ -161,10 +161,14 @@ def test_job_timeout_stops_the_job_and_fails_the_task(env, hook, capfd, mode):
     (job,) = jobs_of(hook, dag_id, run.run_id)
     assert job["status"] == "STOPPED"
     assert "ran past job_timeout=4" in logs
+    # The stop came from the deadline (the worker's watch, or the trigger's), not from the job's end.
+    stopping = "passed job_timeout=4s: stopping it" if mode == "sync" else "passed its deadline: stopping it"
+    assert stopping in logs
     # Stopped soon after its deadline, not left to run its 120 lines (a line a second): the job
-    # printed a handful, counted by the job itself, not timed by the test.
+    # printed a handful, counted by the job itself, not timed by the test. (4 lines by the
+    # deadline; the bound leaves room for a slow poll and stop on two busy cores.)
     printed = re.findall(r"counter line \d+", hook.get_job_logs(job["submission_id"]))
-    assert 1 <= len(printed) <= 60, len(printed)
+    assert 1 <= len(printed) <= 30, len(printed)
     # The task failed only once the job had stopped.
     ended = _task_end(dag_id, run.run_id)
     assert job["end_time"] / 1000 <= ended.timestamp(), (job["end_time"], ended)

@@ -150,7 +150,13 @@ def test_{i}_two():
 
 def test_two_workers_run_whole_files_in_the_lanes_of_the_budgets(pytester, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO))
-    pytester.makeconftest("from tests.conftest import pytest_configure  # noqa: F401\n")
+    # test_a and test_b share a lane: xdist's own file scheduling would send them to two workers
+    # (a to the first, b to the second, then c and d), so a pass here needs the lane scheduler.
+    pytester.makeconftest(
+        "from tests.helpers import suite_report\n"
+        "suite_report.SAME_LANE.append(({'test_a.py', 'test_b.py'}, 'the test pairs them'))\n"
+        "from tests.conftest import pytest_configure  # noqa: E402, F401\n"
+    )
     names = ["test_a", "test_b", "test_c", "test_d"]
     pytester.makepyfile(**{name: RECORDING.format(i=i, name=name) for i, name in enumerate(names)})
     result = pytester.runpytest_subprocess("-n", "2", "--dist", "loadfile", "-p", "no:cacheprovider")
@@ -158,7 +164,19 @@ def test_two_workers_run_whole_files_in_the_lanes_of_the_budgets(pytester, monke
     ran = {p.name: p.read_text() for p in (pytester.path / "ran").iterdir()}
     for name in names:
         assert ran[f"{name}-one"] == ran[f"{name}-two"], ran  # a file stays on one worker
+    assert ran["test_a-one"] == ran["test_b-one"] != ran["test_c-one"] == ran["test_d-one"], ran
+    pair = [({"test_a.py", "test_b.py"}, "the test pairs them")]
+    monkeypatch.setattr(suite_report, "SAME_LANE", pair)
     expected = suite_report.lanes([f"{name}.py" for name in names], 2)
     by_lane = {lane: {ran[f"{n}-one"] for n in names if expected[f"{n}.py"] == lane} for lane in (0, 1)}
     assert all(len(workers) == 1 for workers in by_lane.values()), by_lane  # a lane is one worker
     assert by_lane[0] != by_lane[1]  # and the two lanes ran on the two workers
+
+
+def test_the_tests_jvm_options_keep_a_collector_or_jit_the_caller_chose():
+    assert suite_report.fast_jvm_options(None) == "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+    assert suite_report.fast_jvm_options("-Xmx2g") == "-Xmx2g -XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+    assert suite_report.fast_jvm_options("-XX:+UseG1GC") == "-XX:+UseG1GC -XX:TieredStopAtLevel=1"
+    assert suite_report.fast_jvm_options("-XX:+UseParallelGC -XX:TieredStopAtLevel=4") == (
+        "-XX:+UseParallelGC -XX:TieredStopAtLevel=4"
+    )
