@@ -30,8 +30,14 @@ ROWS = 400
 
 
 def clean_env() -> dict[str, str]:
-    """This environment without the test suite's Airflow, Ray and lakehouse settings: as a user's shell."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RAY_", "LAKEHOUSE_"))}
+    """This environment without the test suite's Airflow, Ray and lakehouse settings: as a user's
+    shell. A developer's own ``RAY_LAKEHOUSE_*`` settings stay (``RAY_LAKEHOUSE_SPARK_HOME``,
+    ``RAY_LAKEHOUSE_SQLITE_JDBC_JAR``: where Spark is, which decides the second run's engine)."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith("RAY_LAKEHOUSE_") or not k.startswith(("AIRFLOW", "RAY_", "LAKEHOUSE_"))
+    }
 
 
 def run_demo(
@@ -89,6 +95,8 @@ class DemoRuns:
     second_engine: str
     #: ``pgrep -f STATE`` right after the second run: what the runs left running (nothing).
     leftovers: str
+    #: The summary of ``logs.spark``'s head snapshot right after the second run.
+    second_logs_head: dict[str, str]
 
 
 @pytest.fixture(scope="session")
@@ -106,6 +114,16 @@ def demo_runs(tmp_path_factory: pytest.TempPathFactory) -> DemoRuns:
     engine = "ray" if runtime.missing() else "spark"
     second, second_stdout, _ = run_demo(state, root / "second.json", "--curate-engine", engine)
     leftovers = subprocess.run(["pgrep", "-af", str(state)], capture_output=True, text=True).stdout
+    head = dict(catalog.load_table("logs.spark").current_snapshot().summary.additional_properties)
     return DemoRuns(
-        state, first, first_stdout, root / "export", first_rows, second, second_stdout, engine, leftovers
+        state,
+        first,
+        first_stdout,
+        root / "export",
+        first_rows,
+        second,
+        second_stdout,
+        engine,
+        leftovers,
+        head,
     )

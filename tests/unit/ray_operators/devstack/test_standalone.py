@@ -27,12 +27,3 @@ def test_a_hold_given_to_the_stack_is_kept(tmp_path: Path, monkeypatch):
     monkeypatch.setenv(RESUME_HOLD_ENV, "0")
     stack = StandaloneAirflow(home=tmp_path / "home", dags_folder=tmp_path, env={RESUME_HOLD_ENV: "3"})
     assert stack.environment()[RESUME_HOLD_ENV] == "3"
-
-
-def test_make_airflow_gives_the_stack_no_dag_test_hold():
-    """ray_operators/devstack/airflow_local.py builds the stack's env with without_dag_test_hold."""
-    import inspect
-
-    from ray_operators.devstack import airflow_local
-
-    assert "env=without_dag_test_hold(env)" in inspect.getsource(airflow_local)
