@@ -5,9 +5,12 @@ the executor's "success" for the deferring worker's exit: by the time that stale
 the resumed try is already queued or running, and the scheduler takes it for a task killed
 outside Airflow (apache/airflow#67287, #72716; only the "scheduled" case is handled in 3.3.2).
 Seen here with the real scheduler on 2 busy cores: the stale event came 5 s after the deferral.
-So the operators set ``not_before`` when they defer, and a trigger holds its event until then.
-Quick jobs never pay for it: ``RayJobOperator`` watches a job in the worker for a few seconds
-before it defers (``wait_before_defer``).
+So the operators set ``not_before`` when they defer, and a trigger holds its event until then,
+and also for the hold from its own start (:func:`hold_from`): the task's clock starts before its
+deferral reaches the database, and on 2 busy cores the API call that records it took 9 s, most of
+a 10 s hold; the trigger starts only once the deferral is recorded, so the worker's exit (and its
+stale event) is seconds away at most. Quick jobs never pay for it: ``RayJobOperator`` watches a
+job in the worker for a few seconds before it defers (``wait_before_defer``).
 
 The hold is ``[ray_lakehouse] resume_hold_seconds`` (``AIRFLOW__RAY_LAKEHOUSE__RESUME_HOLD_SECONDS``,
 default 10), read when the task defers.
@@ -24,6 +27,15 @@ from ray_operators.airflow_conf import resume_hold_seconds
 def not_before_from_now() -> float:
     """The ``not_before`` (epoch seconds) of a trigger created now: now plus the configured hold."""
     return time.time() + resume_hold_seconds()
+
+
+def hold_from(not_before: float | None, started: float) -> float | None:
+    """When the trigger of a deferred task, started at ``started`` (epoch seconds), may yield: the
+    later of the task's ``not_before`` and ``started`` plus the hold (the triggerer's setting).
+    None (a trigger no task deferred to, as an asset watcher's) holds nothing."""
+    if not_before is None:
+        return None
+    return max(float(not_before), started + resume_hold_seconds())
 
 
 async def hold_until(not_before: float | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
@@ -20,7 +21,7 @@ from ray_operators.iceberg_snapshots import (
     normalize_operations,
     parse_table_name,
 )
-from ray_operators.triggers._resume import hold_until
+from ray_operators.triggers._resume import hold_from, hold_until
 
 #: Consecutive transient catalog errors tolerated before the trigger gives up.
 MAX_TRANSIENT_ERRORS = 20
@@ -161,6 +162,7 @@ class IcebergSnapshotTrigger(BaseEventTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from ray_operators.iceberg_catalog import TableWatch, build_catalog
 
+        started = time.time()
         cursor, found, store = await self._load_cursor(self._store())
         watch: TableWatch | None = None
         initialised = found
@@ -210,7 +212,7 @@ class IcebergSnapshotTrigger(BaseEventTrigger):
                     event = self._event_for(delta)
                     cursor = delta.head
                     if event is not None:
-                        await hold_until(self.not_before)
+                        await hold_until(hold_from(self.not_before, started))
                         yield event
                         unsaved = cursor
                     else:

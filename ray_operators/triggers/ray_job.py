@@ -19,7 +19,7 @@ from ray_operators.hooks.ray import (
     RayJobsError,
     RayJobsHook,
 )
-from ray_operators.triggers._resume import hold_until
+from ray_operators.triggers._resume import hold_from, hold_until
 
 #: Consecutive failed polls (network blips, a restarting dashboard) tolerated before giving up.
 MAX_CONSECUTIVE_ERRORS = 10
@@ -117,8 +117,9 @@ class RayJobTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # All the work (and the socket's closing) happens before the event is yielded.
+        started = time.time()
         event = await self._wait()
-        await hold_until(self.not_before)
+        await hold_until(hold_from(self.not_before, started))
         yield event
 
     async def _wait(self) -> TriggerEvent:

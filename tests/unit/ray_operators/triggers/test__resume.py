@@ -89,3 +89,29 @@ def test_the_deferring_sensor_sets_not_before_and_its_trigger_serializes_it(hold
     trigger = deferred.value.trigger
     assert before + hold <= trigger.not_before <= time.time() + hold
     assert trigger.serialize()[1]["not_before"] == trigger.not_before
+
+
+def test_a_trigger_holds_from_its_own_start_when_the_deferral_was_recorded_late(slept, monkeypatch, hold):
+    """The task's clock ran out before its trigger started: the PATCH that records a deferral took
+    9 s on 2 busy cores, and the trigger fired at once, before the scheduler had seen the
+    deferring worker exit (test_pipelines_scheduler.py's backfill got a third try from it)."""
+    trigger = RayJobTrigger(submission_id="raysubmit_1", not_before=time.time() - 20)
+
+    async def done_at_once():
+        return trigger._event("SUCCEEDED")
+
+    monkeypatch.setattr(trigger, "_wait", done_at_once)
+
+    async def first_event():
+        return [event async for event in trigger.run()]
+
+    (event,) = asyncio.run(first_event())
+    assert event.payload["status"] == "SUCCEEDED"
+    assert len(slept) == 1 and hold - 1 < slept[0] <= hold
+
+
+def test_hold_from_is_the_later_of_the_tasks_clock_and_the_triggers_start(hold):
+    now = time.time()
+    assert _resume.hold_from(None, now) is None  # an asset watcher's trigger: no task deferred
+    assert _resume.hold_from(now - 20, now) == now + hold
+    assert _resume.hold_from(now + 30, now) == now + 30
