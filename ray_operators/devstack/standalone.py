@@ -113,6 +113,10 @@ class StandaloneAirflow:
                 # A worker that cannot load its DAG yet (a file parsed a moment ago) tries again
                 # in 2 s, not 60.
                 "AIRFLOW__WORKERS__MISSING_DAG_RETRY_DELAY": "2",
+                # A worker's call to the execution API (recording a deferral, a heartbeat) that
+                # times out is sent again, and the worker exits only after it: on 2 busy cores a
+                # call took 9 s against the default 5 s timeout (ray_operators/triggers/_resume.py).
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
                 # `airflow standalone` migrates the database before it starts its components: the
                 # components and later CLI calls need not check the migrations again.
                 "AIRFLOW__DATABASE__CHECK_MIGRATIONS": "False",

@@ -7,13 +7,16 @@ outside Airflow (apache/airflow#67287, #72716; only the "scheduled" case is hand
 Seen here with the real scheduler on 2 busy cores: the stale event came 5 s after the deferral.
 So the operators set ``not_before`` when they defer, and a trigger holds its event until then,
 and also for the hold from its own start (:func:`hold_from`): the task's clock starts before its
-deferral reaches the database, and on 2 busy cores the API call that records it took 9 s, most of
-a 10 s hold; the trigger starts only once the deferral is recorded, so the worker's exit (and its
-stale event) is seconds away at most. Quick jobs never pay for it: ``RayJobOperator`` watches a
-job in the worker for a few seconds before it defers (``wait_before_defer``).
+deferral reaches the database, and on 2 busy cores the API call that records it took 9 s (a call
+that timed out on the worker's side and was sent again), most of a 10 s hold; the trigger starts
+only once the deferral is recorded, so the worker's exit (and its stale event) follows soon after,
+unless the worker's calls keep timing out: raise ``[workers] execution_api_timeout`` (default 5 s)
+on a busy machine (the local stacks set 30). Quick jobs never pay for the hold: ``RayJobOperator``
+watches a job in the worker for a few seconds before it defers (``wait_before_defer``).
 
 The hold is ``[ray_lakehouse] resume_hold_seconds`` (``AIRFLOW__RAY_LAKEHOUSE__RESUME_HOLD_SECONDS``,
-default 10), read when the task defers.
+default 10), read by the task when it defers (``not_before``) and by the triggerer when the trigger
+starts: set it on both (0 on both turns it off, as ``dag.test()`` runs do).
 """
 
 from __future__ import annotations

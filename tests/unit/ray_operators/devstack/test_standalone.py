@@ -21,6 +21,7 @@ def test_a_standalone_stack_never_inherits_the_callers_hold(tmp_path: Path, monk
     assert RESUME_HOLD_ENV not in env
     assert env["AIRFLOW__DATABASE__CHECK_MIGRATIONS"] == "False"
     assert env["AIRFLOW__WORKERS__MISSING_DAG_RETRY_DELAY"] == "2"
+    assert env["AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT"] == "30"
 
 
 def test_a_hold_given_to_the_stack_is_kept(tmp_path: Path, monkeypatch):

@@ -60,7 +60,8 @@ def test_hold_until_sleeps_only_for_what_is_left(slept):
 def test_the_ray_job_trigger_yields_its_event_no_sooner_than_not_before(slept, monkeypatch, hold):
     not_before = _resume.not_before_from_now()
     trigger = RayJobTrigger(submission_id="raysubmit_1", not_before=not_before)
-    # Serialized with it: a triggerer restart keeps the deferral's clock, not its own.
+    # Serialized with it: a triggerer restart keeps the deferral's clock (and holds from its own
+    # start too: see the next test).
     assert trigger.serialize()[1]["not_before"] == not_before
     assert RayJobTrigger(**trigger.serialize()[1]).not_before == not_before
 
