@@ -142,6 +142,9 @@ def test_a_triggerer_restart_neither_replays_nor_skips_a_snapshot(stack):
     # Exactly the commits made during and after the restart: nothing before it came again.
     assert new_ids() == during + after
     assert head not in new_ids()
+    # The consumer's runs saw them too. Wait for the run that records the last snapshot: the runs
+    # that exist may all be finished before the scheduler has created the run of the last event.
+    wait_for(lambda: after[-1] in stack.recorded(), 240, 0.5, "the consumer run of the last event")
     runs = wait_for(stack.finished_consumer_runs, 240, 0.5, "the consumer runs to finish")
     assert all(state == "success" for state, _ in runs)
     assert stack.recorded()[-len(during + after) :] == during + after
