@@ -36,6 +36,20 @@ def hold(monkeypatch):
     return HOLD
 
 
+def _events_of_a_job_done_at_once(trigger: RayJobTrigger, monkeypatch) -> list:
+    """Every event ``trigger.run()`` yields when its job is already done (no Ray cluster)."""
+
+    async def done_at_once():
+        return trigger._event("SUCCEEDED")
+
+    monkeypatch.setattr(trigger, "_wait", done_at_once)
+
+    async def events():
+        return [event async for event in trigger.run()]
+
+    return asyncio.run(events())
+
+
 def test_the_hold_defaults_to_ten_seconds_and_is_configurable(monkeypatch):
     from ray_operators.airflow_conf import resume_hold_seconds
 
@@ -65,15 +79,7 @@ def test_the_ray_job_trigger_yields_its_event_no_sooner_than_not_before(slept, m
     assert trigger.serialize()[1]["not_before"] == not_before
     assert RayJobTrigger(**trigger.serialize()[1]).not_before == not_before
 
-    async def done_at_once():
-        return trigger._event("SUCCEEDED")
-
-    monkeypatch.setattr(trigger, "_wait", done_at_once)
-
-    async def first_event():
-        return [event async for event in trigger.run()]
-
-    (event,) = asyncio.run(first_event())
+    (event,) = _events_of_a_job_done_at_once(trigger, monkeypatch)
     assert event.payload["status"] == "SUCCEEDED"
     assert len(slept) == 1 and hold - 1 < slept[0] <= hold
 
@@ -98,15 +104,7 @@ def test_a_trigger_holds_from_its_own_start_when_the_deferral_was_recorded_late(
     deferring worker exit (test_pipelines_scheduler.py's backfill got a third try from it)."""
     trigger = RayJobTrigger(submission_id="raysubmit_1", not_before=time.time() - 20)
 
-    async def done_at_once():
-        return trigger._event("SUCCEEDED")
-
-    monkeypatch.setattr(trigger, "_wait", done_at_once)
-
-    async def first_event():
-        return [event async for event in trigger.run()]
-
-    (event,) = asyncio.run(first_event())
+    (event,) = _events_of_a_job_done_at_once(trigger, monkeypatch)
     assert event.payload["status"] == "SUCCEEDED"
     assert len(slept) == 1 and hold - 1 < slept[0] <= hold
 
