@@ -19,11 +19,12 @@ from collections import Counter
 HZ = os.sysconf("SC_CLK_TCK")
 
 #: (kind, words any of which in the command line makes a process that kind), first match wins.
+#: Workers come before the raylet: a worker's command line names the raylet's socket.
 KINDS: list[tuple[str, tuple[str, ...]]] = [
-    ("jvm (spark)", ("/bin/java",)),
-    ("ray core (raylet, gcs)", ("raylet", "gcs_server")),
+    ("jvm (spark)", ("/bin/java", "spark-class")),
     ("ray agents (dashboard agent, runtime env agent)", ("DashboardAgent", "RuntimeEnvAgent")),
     ("ray workers (tasks, actors)", ("ray::", "default_worker.py")),
+    ("ray core (raylet, gcs)", ("raylet", "gcs_server")),
     (
         "ray services (dashboard, agents, monitors)",
         ("dashboard", "log_monitor", "monitor.py", "client.server", "ray start"),
