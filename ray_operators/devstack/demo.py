@@ -388,10 +388,12 @@ def _scheduler_run(airflow: Any, dag_id: str, earlier: list[dict[str, Any]]) -> 
     state = airflow.wait_run(dag_id, run_id)
     if dag_id == "spark_logs":
         # One run of each pipeline: paused again, spark_logs starts no run of the next hour while
-        # the demo goes on (a demo that crosses the hour saw a second run, which Airflow's stop
-        # would have cut off). A run the hour created during this one waits (max_active_runs 1)
-        # and stays queued.
+        # the demo goes on (a demo that crossed the hour got a second run, which Airflow's stop
+        # would have cut off). If the hour turned during this run, the scheduler creates the next
+        # one as soon as this one ends (max_active_runs 1) and may queue its task before the
+        # pause lands: that task runs to its end, as Airflow runs a queued task of a paused DAG.
         airflow.set_paused(dag_id, True)
+        _wait_no_active_task(airflow, dag_id)
     ((start, end),) = airflow.query(
         "SELECT start_date, end_date FROM dag_run WHERE dag_id = ? AND run_id = ?", dag_id, run_id
     )
@@ -414,6 +416,22 @@ def _scheduler_run(airflow: Any, dag_id: str, earlier: list[dict[str, Any]]) -> 
         "started_by": started_by,
         "tasks": {t: tasks[t] for t in order if t in tasks},
     }
+
+
+#: Task states of a task that has been handed to the executor and has not ended.
+ACTIVE_TASK_STATES = ("queued", "running", "deferred", "restarting", "up_for_retry", "up_for_reschedule")
+
+
+def _wait_no_active_task(airflow: Any, dag_id: str, timeout: float = 900.0) -> None:
+    """Wait until no task of ``dag_id`` is queued, running or between tries (a paused DAG's
+    tasks that were queued before the pause still run)."""
+    marks = ", ".join("?" for _ in ACTIVE_TASK_STATES)
+    query = f"SELECT run_id, task_id FROM task_instance WHERE dag_id = ? AND state IN ({marks})"
+    deadline = time.monotonic() + timeout
+    while active := airflow.query(query, dag_id, *ACTIVE_TASK_STATES):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"tasks of {dag_id} still active after {timeout:.0f}s: {active}")
+        time.sleep(1)
 
 
 def _new_scheduled_run(airflow: Any, dag_id: str, before: set[str], timeout: float = 180.0) -> str:
