@@ -81,10 +81,13 @@ def main(out: str, command: list[str]) -> int:
     data = open(pacct, "rb").read()
     for at in range(0, len(data) - RECORD + 1, RECORD):
         record = data[at : at + RECORD]
+        if record[1] & 0x0F != 3:
+            raise SystemExit(f"{pacct}: not an acct_v3 record (version {record[1] & 0x0F})")
         pid = str(struct.unpack_from("<I", record, 16)[0])
         user, system = struct.unpack_from("<HH", record, 32)
         comm = record[48:64].split(b"\0")[0].decode(errors="replace")
-        seconds = (_comp(user) + _comp(system)) / 100.0  # AHZ
+        # AHZ ticks (comp_t rounds above 81 s); a process alive before the command counts from then.
+        seconds = max(0.0, (_comp(user) + _comp(system)) / 100.0 - before.get(pid, 0.0))
         line = names.get(pid, f"[{comm}]")
         exited.add(pid)
         entry = by_kind[kind(line)]

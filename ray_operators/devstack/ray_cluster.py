@@ -39,15 +39,18 @@ STOP_GRACE_SECONDS = 1.0
 #: environment. On a small machine (the demo on a laptop, the tests on 2 cores) every process
 #: start is wall time. Measured over a whole `make test` with per-process accounting (acct(2)):
 #: a quarter of the CPU went to Ray's 254 worker processes (2.1 CPU-s each, mostly their start),
-#: and the log monitors of the two long-lived heads took 50 CPU-seconds.
+#: and the log monitors of the two long-lived heads took 50 CPU-seconds. A real cluster (KubeRay)
+#: keeps Ray's defaults: these are for the nodes this module starts.
 LEAN_NODE_ENV = {
     # No workers started ahead of demand (when a driver connects, or for queued leases): a task
     # waits for its worker's start instead, about a second, once per worker.
     "RAY_prestart_worker_first_driver": "0",
     "RAY_enable_worker_prestart": "0",
-    # The log monitor looks for new worker log files every 0.5 s, not on every 0.1 s loop (a glob
-    # of a logs folder that grows by three files per worker). It reads every file from its start,
-    # so a late look loses no line.
+    # The log monitor looks for new worker log files every 0.5 s, not on every pass of its loop
+    # (ten or more a second; each a glob of a logs folder that grows by three files per worker).
+    # It reads a new file from its start; a job's logs hold its driver's output, and the worker
+    # lines the driver echoes are the ones that reach it before the driver exits, now within
+    # 0.5 s of the worker's start rather than 0.1 s.
     "RAY_LOG_MONITOR_MANY_FILES_THRESHOLD": "0",
 }
 

@@ -166,7 +166,8 @@ def test_job_timeout_stops_the_job_and_fails_the_task(env, hook, capfd, mode):
     assert stopping in logs
     # Stopped soon after its deadline, not left to run its 120 lines (a line a second): the job
     # printed a handful, counted by the job itself, not timed by the test. (4 lines by the
-    # deadline; the bound leaves room for a slow poll and stop on two busy cores.)
+    # deadline. The bound is a time bound in the job's own seconds: it fails only if the stop came
+    # more than about 26 s after the deadline, against the 116 s a job left to run would add.)
     printed = re.findall(r"counter line \d+", hook.get_job_logs(job["submission_id"]))
     assert 1 <= len(printed) <= 30, len(printed)
     # The task failed only once the job had stopped.
