@@ -144,6 +144,38 @@ def test_emit_on_start_and_since_snapshot_id_report_existing_history(iceberg):
     assert asyncio.run(first_event(since_snapshot_id=ids[0]))["snapshot_ids"] == ids[1:]
 
 
+def test_a_deferred_sensors_trigger_holds_its_event_from_its_own_start(iceberg, monkeypatch):
+    """The task's clock (``not_before``) ran out before the trigger started, as when recording the
+    deferral took long on busy cores: the snapshot trigger still holds its first event for the
+    whole hold from its own start (ray_operators/triggers/_resume.py; the Ray job trigger's case
+    is in tests/unit/ray_operators/triggers/test__resume.py)."""
+    import time
+
+    from ray_operators.triggers import _resume
+
+    ids = iceberg.commit(TABLE, "append", "2")
+    hold = 7.0
+    monkeypatch.setenv("AIRFLOW__RAY_LAKEHOUSE__RESUME_HOLD_SECONDS", str(hold))
+    delays: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recording(delay, *args, **kwargs):  # the hold, asked and not waited
+        delays.append(delay)
+        await real_sleep(0)
+
+    monkeypatch.setattr(_resume.asyncio, "sleep", recording)
+    trigger = _trigger(iceberg, since_snapshot_id=ids[0], not_before=time.time() - 20)
+
+    async def first_event():
+        async for event in trigger.run():
+            return event.payload
+
+    event = asyncio.run(first_event())
+    assert event["snapshot_ids"] == ids[1:]
+    # Asked before the event was yielded: the whole hold, not the task's clock (20 s gone).
+    assert [d for d in delays if d > 1] and hold - 1 < max(delays) <= hold, delays
+
+
 def test_unchanged_polls_cost_one_catalog_query_and_no_metadata_read(iceberg):
     """Counted at the catalog (SQL statements on its sqlite database, metadata files parsed), not by
     the trigger's own counter."""
