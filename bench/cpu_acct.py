@@ -23,7 +23,7 @@ import time
 from collections import Counter, defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cpu_by_process import busy_core_seconds, kind
+from cpu_by_process import busy_core_seconds, cpu_ticks, kind
 
 HZ = os.sysconf("SC_CLK_TCK")
 RECORD = 64  # struct acct_v3 (linux/acct.h)
@@ -35,11 +35,11 @@ def _comp(value: int) -> int:
 
 
 def _ticks() -> dict[str, float]:
+    """CPU seconds so far of every process now running."""
     out = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-            out[pid] = (int(fields[11]) + int(fields[12])) / HZ
+            out[pid] = cpu_ticks(pid)[0] / HZ
         except (OSError, IndexError):
             pass
     return out

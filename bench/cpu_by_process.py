@@ -54,6 +54,12 @@ def kind(command: str) -> str:
     return "other: " + command.split(" ")[0].split("/")[-1][:30]
 
 
+def cpu_ticks(pid: str) -> tuple[int, str]:
+    """A process's user + system clock ticks so far, and its start time (``/proc/PID/stat``)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12]), fields[19]
+
+
 def busy_core_seconds() -> float:
     values = [int(v) for v in open("/proc/stat").readline().split()[1:]]
     user, nice, system, _idle, _iowait, irq, softirq = values[:7]
@@ -68,13 +74,14 @@ def main(out: str, stopfile: str) -> None:
     while not os.path.exists(stopfile):
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
-                stat = open(f"/proc/{pid}/stat").read()
-                fields = stat.rsplit(")", 1)[1].split()
-                ticks, key = int(fields[11]) + int(fields[12]), (pid, fields[19])
+                ticks, start = cpu_ticks(pid)
+                key = (pid, start)
                 if key not in seen:
                     command = open(f"/proc/{pid}/cmdline").read().replace("\0", " ").strip()
+                    if not command:  # a kernel thread: its name
+                        command = open(f"/proc/{pid}/comm").read().strip()
                     # Running before the sampling started: counted from now, not since it started.
-                    seen[key] = [ticks if first else 0, kind(command or stat.split("(")[1].split(")")[0])]
+                    seen[key] = [ticks if first else 0, kind(command)]
                 counted, name = seen[key]
                 if ticks > counted:
                     totals[name] += (ticks - counted) / HZ
